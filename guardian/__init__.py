@@ -1,0 +1,1 @@
+"""Guardian: a runtime supervisor for LLM agents."""

@@ -1,0 +1,72 @@
+"""The ledger's unit: a fixed vector of integer counters (tokens, micro-USD, calls).
+
+Money is never a float here: ``cost_usd`` is counted in micro-dollars (1 USD = 1_000_000).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from decimal import ROUND_CEILING, Decimal
+
+__all__ = ["METRICS", "MICRO_USD", "Amounts", "micro_usd", "usd"]
+
+MICRO_USD = 1_000_000
+
+METRICS: tuple[str, ...] = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_usd",
+    "llm_calls",
+    "tool_calls",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Amounts:
+    """One value per metric; ``cost_usd`` is in micro-dollars."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: int = 0
+    llm_calls: int = 0
+    tool_calls: int = 0
+
+    def as_vector(self) -> tuple[int, int, int, int, int, int]:
+        return (
+            self.input_tokens,
+            self.output_tokens,
+            self.total_tokens,
+            self.cost_usd,
+            self.llm_calls,
+            self.tool_calls,
+        )
+
+    @classmethod
+    def from_vector(cls, values: "list[int] | tuple[int, ...]") -> Amounts:
+        if len(values) != len(METRICS):
+            raise ValueError(f"expected {len(METRICS)} counters, got {len(values)}")
+        return cls(*(int(v) for v in values))
+
+    def __add__(self, other: Amounts) -> Amounts:
+        return Amounts(*(a + b for a, b in zip(self.as_vector(), other.as_vector(), strict=True)))
+
+    def __sub__(self, other: Amounts) -> Amounts:
+        return Amounts(*(a - b for a, b in zip(self.as_vector(), other.as_vector(), strict=True)))
+
+    def get(self, metric: str) -> int:
+        value: int = getattr(self, metric)
+        return value
+
+    def nonzero(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
+
+
+def micro_usd(dollars: Decimal | int | str) -> int:
+    """Dollars to whole micro-dollars, rounding up: a ledger never under-counts spend."""
+    return int((Decimal(dollars) * MICRO_USD).to_integral_value(rounding=ROUND_CEILING))
+
+
+def usd(micro: int) -> str:
+    return f"${micro / MICRO_USD:,.6f}"

@@ -1,0 +1,109 @@
+"""Every store key is built and parsed here.
+
+Layout: ``<prefix>{<tag>}:<kind>:<segment>:...`` where ``<tag>`` is ``t.<tenant>`` for
+everything that belongs to a tenant (so one Lua script touches one Redis Cluster slot)
+and ``g`` for fleet-wide budgets. User-supplied segments are percent-escaped, so no
+name can contain a separator or a hash-tag brace and two different names never collide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote, unquote
+
+__all__ = ["DEFAULT_PREFIX", "BucketKey", "KeyBuilder", "KillTarget", "escape", "unescape"]
+
+DEFAULT_PREFIX = "guardian:"
+KillTarget = Literal["run", "agent", "user", "tenant"]
+_GLOBAL_TAG = "g"
+
+
+def escape(segment: str) -> str:
+    if segment == "":
+        return "%"  # a lone '%' can never come out of quote(), so the empty name stays distinct
+    return quote(segment, safe="@+")
+
+
+def unescape(segment: str) -> str:
+    return "" if segment == "%" else unquote(segment)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketKey:
+    """The parts of a budget bucket's key."""
+
+    tenant: str | None  # None for global-scope budgets
+    budget: str
+    scope: str
+    scope_key: str
+    window: str
+
+
+class KeyBuilder:
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("the key prefix may not contain '{' or '}': they would change the hash slot")
+        self.prefix = prefix
+
+    def _tag(self, tenant: str | None) -> str:
+        return _GLOBAL_TAG if tenant is None else f"t.{escape(tenant)}"
+
+    def bucket(self, b: BucketKey) -> str:
+        parts = (escape(b.budget), escape(b.scope), escape(b.scope_key), escape(b.window))
+        return f"{self.prefix}{{{self._tag(b.tenant)}}}:b:{':'.join(parts)}"
+
+    def reservations(self, bucket_key: str) -> str:
+        """The sorted set of a bucket's live reservations, in the bucket's slot."""
+        return bucket_key + ":rx"
+
+    def call_marker(self, tenant: str | None, call_id: str) -> str:
+        return f"{self.prefix}{{{self._tag(tenant)}}}:c:{escape(call_id)}"
+
+    def kill(self, target: KillTarget, value: str, tenant: str | None) -> str:
+        """Run and tenant kills live in the tenant's slot; agent and user kills are fleet-wide."""
+        tag = self._tag(tenant if target in ("run", "tenant") else None)
+        return f"{self.prefix}{{{tag}}}:k:{target}:{escape(value)}"
+
+    def mark(self, name: str) -> str:
+        """A once-only mark, e.g. the dedup of an alert."""
+        return f"{self.prefix}{{{_GLOBAL_TAG}}}:m:{escape(name)}"
+
+    def bucket_pattern(self) -> str:
+        return f"{self.prefix}{{*}}:b:*"
+
+    def kill_pattern(self) -> str:
+        return f"{self.prefix}{{*}}:k:*"
+
+    def parse_bucket(self, key: str) -> BucketKey:
+        tag, kind, rest = self._split(key)
+        if kind != "b":
+            raise ValueError(f"not a bucket key: {key!r}")
+        parts = rest.split(":")
+        if len(parts) != 4:
+            raise ValueError(f"malformed bucket key: {key!r}")
+        budget, scope, scope_key, window = (unescape(p) for p in parts)
+        return BucketKey(self._tenant_of(tag), budget, scope, scope_key, window)
+
+    def parse_kill(self, key: str) -> tuple[KillTarget, str]:
+        _tag, kind, rest = self._split(key)
+        target, _, value = rest.partition(":")
+        if kind != "k" or target not in ("run", "agent", "user", "tenant"):
+            raise ValueError(f"not a kill key: {key!r}")
+        return target, unescape(value)  # type: ignore[return-value]
+
+    def _split(self, key: str) -> tuple[str, str, str]:
+        if not key.startswith(self.prefix + "{"):
+            raise ValueError(f"key {key!r} does not start with prefix {self.prefix!r}")
+        body = key[len(self.prefix) + 1 :]
+        tag, _, rest = body.partition("}:")
+        kind, _, rest = rest.partition(":")
+        return tag, kind, rest
+
+    @staticmethod
+    def _tenant_of(tag: str) -> str | None:
+        if tag == _GLOBAL_TAG:
+            return None
+        if not tag.startswith("t."):
+            raise ValueError(f"unknown hash tag {tag!r}")
+        return unescape(tag[2:])

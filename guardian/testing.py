@@ -1,0 +1,139 @@
+"""Helpers for testing agents under Guardian, shipped so users can use them too.
+
+``ScriptedChatModel`` plays back scripted replies and, unlike langchain-core's fake
+models, reports ``usage_metadata`` and streams token by token, so budgets see real numbers.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.utils import count_tokens_approximately
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from pydantic import PrivateAttr
+
+__all__ = ["Reply", "ScriptedChatModel", "output_tokens_of", "usage_for"]
+
+Reply = AIMessage | str | Callable[[Sequence[BaseMessage]], AIMessage | str]
+
+_TOKEN = re.compile(r"\S+\s*|\s+")
+
+
+def output_tokens_of(message: AIMessage) -> int:
+    """The scripted model's token count for a reply: one per word, one per tool call."""
+    text = message.content if isinstance(message.content, str) else ""
+    return len(_TOKEN.findall(text)) + len(message.tool_calls)
+
+
+def usage_for(messages: Sequence[BaseMessage], reply: AIMessage) -> UsageMetadata:
+    input_tokens = count_tokens_approximately(messages)
+    output_tokens = output_tokens_of(reply)
+    return UsageMetadata(
+        input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=input_tokens + output_tokens
+    )
+
+
+class ScriptedChatModel(BaseChatModel):
+    """Replies from a script, in order; ``cycle=True`` repeats it forever (a runaway agent).
+
+    A reply that already carries ``usage_metadata`` reports exactly that; otherwise usage is
+    approximated from the prompt (langchain-core's counter) and the reply's words.
+    """
+
+    replies: list[Any]  # of Reply; Any keeps pydantic from coercing strings into messages
+    model: str = "gpt-4o-mini"
+    provider: str = "openai"
+    max_tokens: int | None = None
+    cycle: bool = False
+
+    _position: int = PrivateAttr(default=0)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def _llm_type(self) -> str:
+        return "guardian-scripted"
+
+    @property
+    def calls(self) -> int:
+        """How many replies were produced: the provider calls that really happened."""
+        return self._position
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[Any, AIMessage]:
+        return self
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(ls_provider=self.provider, ls_model_name=self.model, ls_model_type="chat")
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
+        if isinstance(max_tokens, int):
+            params["ls_max_tokens"] = max_tokens
+        return params
+
+    def _next_reply(self, messages: Sequence[BaseMessage]) -> AIMessage:
+        with self._lock:
+            if self._position >= len(self.replies) and not self.cycle:
+                raise IndexError(f"ScriptedChatModel ran out of replies after {len(self.replies)} calls")
+            item = self.replies[self._position % len(self.replies)]
+            self._position += 1
+        reply = item(messages) if callable(item) else item
+        message = AIMessage(content=reply) if isinstance(reply, str) else reply.model_copy(deep=True)
+        if message.usage_metadata is None:
+            message.usage_metadata = usage_for(messages, message)
+        return message
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=self._next_reply(messages))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        message = self._next_reply(messages)
+        text = message.content if isinstance(message.content, str) else ""
+        for token in _TOKEN.findall(text):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=token, id=message.id))
+            if run_manager:
+                run_manager.on_llm_new_token(token, chunk=chunk)
+            yield chunk
+        last = AIMessageChunk(
+            content="",
+            id=message.id,
+            usage_metadata=message.usage_metadata,
+            tool_call_chunks=[
+                {
+                    "name": c["name"],
+                    "args": _json(c["args"]),
+                    "id": c["id"],
+                    "index": i,
+                    "type": "tool_call_chunk",
+                }
+                for i, c in enumerate(message.tool_calls)
+            ],
+            chunk_position="last",
+        )
+        chunk = ChatGenerationChunk(message=last)
+        if run_manager:
+            run_manager.on_llm_new_token("", chunk=chunk)
+        yield chunk
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
