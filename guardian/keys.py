@@ -60,9 +60,9 @@ class KeyBuilder:
     def call_marker(self, tenant: str | None, call_id: str) -> str:
         return f"{self.prefix}{{{self._tag(tenant)}}}:c:{escape(call_id)}"
 
-    def kill(self, target: KillTarget, value: str, tenant: str | None) -> str:
-        """Run and tenant kills live in the tenant's slot; agent and user kills are fleet-wide."""
-        tag = self._tag(tenant if target in ("run", "tenant") else None)
+    def kill(self, target: KillTarget, value: str) -> str:
+        """A tenant's kill lives in the tenant's slot; run, agent and user kills are fleet-wide."""
+        tag = self._tag(value if target == "tenant" else None)
         return f"{self.prefix}{{{tag}}}:k:{target}:{escape(value)}"
 
     def mark(self, name: str) -> str:

@@ -157,8 +157,8 @@ def test_charge_adds_to_spent_directly_and_respects_limits(store: Store, keys: K
 def test_kill_flag_refuses_before_any_charge(store: Store, keys: KeyBuilder) -> None:
     """A kill flag set on any of the call's scopes refuses it; clearing it lets calls through again."""
     t = target(keys, "k", total_tokens=1000)
-    kill_key = keys.kill("agent", "researcher", "acme")
-    checks = [KillCheck(keys.kill("run", "r1", "acme"), "run", "r1"), KillCheck(kill_key, "agent", "researcher")]
+    kill_key = keys.kill("agent", "researcher")
+    checks = [KillCheck(keys.kill("run", "r1"), "run", "r1"), KillCheck(kill_key, "agent", "researcher")]
     assert store.set_flag(kill_key, 3600, now=NOW)
     result = reserve(store, [t], call(10), kill_checks=checks)
     assert result.killed == checks[1]

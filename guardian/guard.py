@@ -1,0 +1,177 @@
+"""``Guardian``: the object a user builds once per process and attaches to agents."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import redis
+
+from guardian.alerts import AlertDispatcher, AlertSink, build_dispatcher
+from guardian.amounts import Amounts
+from guardian.identity import Identity
+from guardian.integrations.langchain import GuardianCallbackHandler
+from guardian.keys import DEFAULT_PREFIX, KeyBuilder, KillTarget
+from guardian.policy import Policy
+from guardian.store import RedisStore, Store, open_store
+from guardian.supervisor import Supervisor
+
+__all__ = ["STORE_URL_ENV", "BudgetStatus", "Guardian"]
+
+STORE_URL_ENV = "GUARDIAN_STORE_URL"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """One budget bucket as ``guardian status`` shows it."""
+
+    budget: str
+    scope: str
+    scope_key: str
+    window: str
+    tenant: str | None
+    spent: Amounts
+    reserved: Amounts
+    limits: dict[str, int]  # empty when the budget is no longer in the policy
+
+    def used_fraction(self) -> float | None:
+        fractions = [
+            (self.spent.get(m) + self.reserved.get(m)) / limit if limit else 1.0 for m, limit in self.limits.items()
+        ]
+        return max(fractions) if fractions else None
+
+
+class Guardian:
+    """Budgets and loop rules from a policy, enforced through a store shared by the fleet.
+
+    ``store``: a ``Store``, a ``redis.Redis`` client, a URL (``memory://``, ``redis://``, ``rediss://``,
+    ``unix://``), or None for ``$GUARDIAN_STORE_URL`` and else the embedded in-process store.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        store: Store | redis.Redis | str | None = None,
+        key_prefix: str = DEFAULT_PREFIX,
+        clock: Callable[[], float] = time.time,
+        alert_sinks: Iterable[AlertSink] = (),
+    ) -> None:
+        self.policy = policy
+        self.clock = clock
+        self.keys = KeyBuilder(key_prefix)
+        self.store = _resolve_store(store)
+        self.alerts: AlertDispatcher = build_dispatcher(
+            policy.alerts, store=self.store, keys=self.keys, clock=clock, extra_sinks=alert_sinks
+        )
+        self.supervisor = Supervisor(policy, self.store, keys=self.keys, clock=clock, alerts=self.alerts)
+        self._closed = False
+
+    @classmethod
+    def from_yaml(cls, *paths: str | os.PathLike[str], **options: Any) -> Guardian:
+        return cls(Policy.from_yaml(*paths), **options)
+
+    def callback(
+        self,
+        agent: str | None = None,
+        user: str | None = None,
+        tenant: str | None = None,
+        tags: Iterable[str] = (),
+    ) -> GuardianCallbackHandler:
+        """A LangChain callback handler for runs of this identity (overridable per run via config metadata
+        ``guardian_agent``, ``guardian_user``, ``guardian_tenant``)."""
+        return GuardianCallbackHandler(self.supervisor, Identity.of(agent, user, tenant, tags))
+
+    def kill(
+        self,
+        *,
+        run: str | None = None,
+        agent: str | None = None,
+        user: str | None = None,
+        tenant: str | None = None,
+        ttl_s: float | None = 86_400.0,
+        clear: bool = False,
+    ) -> str:
+        """Set (or clear) a kill flag; every reservation checks it. Returns the key written."""
+        target, value = _one_target(run=run, agent=agent, user=user, tenant=tenant)
+        key = self.keys.kill(target, value)
+        if clear:
+            self.store.clear_flag(key)
+        else:
+            self.store.set_flag(key, ttl_s, now=self.clock())
+        return key
+
+    def status(self, *, budget: str | None = None, tenant: str | None = None) -> list[BudgetStatus]:
+        self.store.flush()
+        rows = []
+        for key, state in self.store.scan(self.keys.bucket_pattern(), self.clock()):
+            parsed = self.keys.parse_bucket(key)
+            if budget is not None and parsed.budget != budget:
+                continue
+            if tenant is not None and parsed.tenant != tenant:
+                continue
+            try:
+                limits = self.policy.budget(parsed.budget).limited()
+            except KeyError:
+                limits = {}
+            rows.append(
+                BudgetStatus(
+                    parsed.budget,
+                    parsed.scope,
+                    parsed.scope_key,
+                    parsed.window,
+                    parsed.tenant,
+                    state.spent,
+                    state.reserved,
+                    limits,
+                )
+            )
+        return rows
+
+    def kills(self) -> list[tuple[str, str]]:
+        return [self.keys.parse_kill(k) for k in self.store.flags(self.keys.kill_pattern(), self.clock())]
+
+    def flush(self) -> None:
+        """Make deferred commits durable (the Redis store batches them off the call path)."""
+        self.store.flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.alerts.close()
+        self.store.close()
+
+    def __enter__(self) -> Guardian:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _resolve_store(store: Store | redis.Redis | str | None) -> Store:
+    if isinstance(store, Store):
+        return store
+    if isinstance(store, redis.Redis):
+        return RedisStore(store)
+    if store is None:
+        store = os.environ.get(STORE_URL_ENV) or "memory://"
+    return open_store(store)
+
+
+def _one_target(**targets: str | None) -> tuple[KillTarget, str]:
+    given = [(name, value) for name, value in targets.items() if value is not None and name != "tenant"]
+    if not given and targets.get("tenant") is not None:
+        return "tenant", str(targets["tenant"])
+    if len(given) != 1:
+        raise ValueError("name exactly one of run, agent, user (tenant alone kills the whole tenant)")
+    name, value = given[0]
+    assert value is not None
+    return name, value  # type: ignore[return-value]
+

@@ -1,0 +1,274 @@
+"""LangChain / LangGraph adapter: a callback handler that feeds the supervisor and raises its halts.
+
+It is a *sync* ``BaseCallbackHandler`` with ``raise_error=True`` (an async handler's raise is
+swallowed on sync paths) and ``run_inline=True`` (otherwise, under ``ainvoke``, every event is
+hopped to a thread pool). A raise in ``on_chat_model_start`` reaches the caller unchanged and
+the provider is never called. Handlers run on worker threads during graph fan-out, so every
+piece of shared state is behind one lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage
+from langchain_core.messages.utils import count_tokens_approximately
+from langchain_core.outputs import LLMResult
+
+from guardian.identity import Identity
+from guardian.pricing import TokenUsage
+from guardian.supervisor import Decision, RunState, Supervisor
+
+__all__ = ["GuardianCallbackHandler", "usage_from_result"]
+
+_IDENTITY_KEYS = ("guardian_agent", "guardian_user", "guardian_tenant")
+
+
+class GuardianCallbackHandler(BaseCallbackHandler):
+    """One handler per identity; attach it to ``config={"callbacks": [handler]}``."""
+
+    raise_error = True
+    run_inline = True
+
+    def __init__(self, supervisor: Supervisor, identity: Identity) -> None:
+        self.supervisor = supervisor
+        self.identity = identity
+        self._lock = threading.Lock()
+        self._root_of: dict[UUID, UUID] = {}  # every live LangChain run -> its root run
+        self._runs: dict[UUID, RunState] = {}  # root run -> state
+        self._members: dict[UUID, set[UUID]] = {}  # root run -> live runs under it, to drop them together
+
+    # -- run tree ------------------------------------------------------------------------------------
+
+    def _enter(self, run_id: UUID, parent_run_id: UUID | None, metadata: dict[str, Any] | None) -> RunState:
+        with self._lock:
+            root = run_id if parent_run_id is None else self._root_of.get(parent_run_id, parent_run_id)
+            state = self._runs.get(root)
+            if state is None:
+                # A parent we never saw (handler attached below the top) is treated as the root.
+                state = self._runs[root] = self.supervisor.start_run(str(root), self._identity_for(metadata))
+                self._members[root] = set()
+            self._root_of[run_id] = root
+            self._members[root].add(run_id)
+            return state
+
+    def _state(self, run_id: UUID) -> RunState | None:
+        with self._lock:
+            root = self._root_of.get(run_id)
+            return None if root is None else self._runs.get(root)
+
+    def _exit(self, run_id: UUID, error: BaseException | None = None) -> None:
+        with self._lock:
+            root = self._root_of.pop(run_id, None)
+            if root is None:
+                return
+            members = self._members.get(root)
+            if members is not None:
+                members.discard(run_id)
+            unseen_root_done = root not in self._root_of and not members
+            if run_id != root and not unseen_root_done:
+                return
+            state = self._runs.pop(root, None)
+            for member in self._members.pop(root, set()):
+                self._root_of.pop(member, None)
+        if state is not None:
+            self.supervisor.end_run(state, error=error)
+
+    def _identity_for(self, metadata: dict[str, Any] | None) -> Identity:
+        if not metadata or not any(k in metadata for k in (*_IDENTITY_KEYS, "guardian_tags")):
+            return self.identity
+        return Identity.of(
+            agent=str(metadata.get("guardian_agent") or self.identity.agent),
+            user=str(metadata.get("guardian_user") or self.identity.user),
+            tenant=str(metadata.get("guardian_tenant") or self.identity.tenant),
+            tags=self.identity.tags | frozenset(metadata.get("guardian_tags") or ()),
+        )
+
+    @property
+    def active_runs(self) -> int:
+        with self._lock:
+            return len(self._runs)
+
+    # -- chains --------------------------------------------------------------------------------------
+
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any],
+        inputs: dict[str, Any],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._enter(run_id, parent_run_id, metadata)
+
+    def on_chain_end(self, outputs: dict[str, Any], *, run_id: UUID, **kwargs: Any) -> None:
+        self._exit(run_id)
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._exit(run_id, error)
+
+    # -- model calls ---------------------------------------------------------------------------------
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        prompt_tokens = sum(count_tokens_approximately(batch) for batch in messages)
+        self._start_call(run_id, parent_run_id, metadata, kwargs.get("invocation_params"), serialized, prompt_tokens)
+
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any],
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        prompt_tokens = sum(count_tokens_approximately([("human", p)]) for p in prompts)
+        self._start_call(run_id, parent_run_id, metadata, kwargs.get("invocation_params"), serialized, prompt_tokens)
+
+    def _start_call(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        metadata: dict[str, Any] | None,
+        invocation_params: dict[str, Any] | None,
+        serialized: dict[str, Any] | None,
+        prompt_tokens: int,
+    ) -> None:
+        run = self._enter(run_id, parent_run_id, metadata)
+        meta = metadata or {}
+        params = invocation_params or {}
+        model = meta.get("ls_model_name") or params.get("model") or params.get("model_name") or _name(serialized)
+        provider = meta.get("ls_provider")
+        max_tokens = meta.get("ls_max_tokens") or params.get("max_tokens") or params.get("max_completion_tokens")
+        decision = self.supervisor.before_llm_call(
+            run,
+            str(run_id),
+            provider=provider,
+            model=str(model),
+            prompt_tokens=prompt_tokens,
+            max_output_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
+        )
+        self._act(decision, run_id)
+
+    def on_llm_new_token(
+        self,
+        token: str | list[str | dict[str, Any]],
+        *,
+        run_id: UUID,
+        **kwargs: Any,
+    ) -> None:
+        if not token:
+            return  # usage and tool-call chunks carry no text token
+        run = self._state(run_id)
+        if run is None:
+            return
+        decision = self.supervisor.on_llm_tokens(run, str(run_id))
+        if decision.halt is not None:
+            # The stream is aborted by this raise; on_llm_error then commits what arrived.
+            raise decision.halt
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._state(run_id)
+        if run is not None:
+            self.supervisor.after_llm_call(run, str(run_id), usage_from_result(response))
+        self._exit(run_id)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._state(run_id)
+        if run is not None:
+            partial = kwargs.get("response")
+            usage = usage_from_result(partial) if isinstance(partial, LLMResult) else None
+            if usage is not None:
+                self.supervisor.after_llm_call(run, str(run_id), usage)
+            else:
+                self.supervisor.llm_call_failed(run, str(run_id))
+        self._exit(run_id, error)
+
+    # -- tools ---------------------------------------------------------------------------------------
+
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any],
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        run = self._enter(run_id, parent_run_id, metadata)
+        decision = self.supervisor.on_tool_call(run, str(run_id), _name(serialized) or "tool")
+        self._act(decision, run_id)
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._exit(run_id)
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._exit(run_id, error)
+
+    # -- acting on decisions -------------------------------------------------------------------------
+
+    def _act(self, decision: Decision, run_id: UUID) -> None:
+        if decision.halt is None:
+            return
+        # No end event follows a raise from a start callback: forget the run here.
+        self._exit(run_id, decision.halt)
+        raise decision.halt
+
+
+def usage_from_result(response: LLMResult) -> TokenUsage | None:
+    """Sum the ``usage_metadata`` of every generation; None when the provider reported none."""
+    found = False
+    totals = [0, 0, 0, 0, 0]
+    for generations in response.generations:
+        for generation in generations:
+            message = getattr(generation, "message", None)
+            usage = getattr(message, "usage_metadata", None)
+            if not usage:
+                continue
+            found = True
+            input_details = usage.get("input_token_details") or {}
+            output_details = usage.get("output_token_details") or {}
+            totals[0] += int(usage.get("input_tokens") or 0)
+            totals[1] += int(usage.get("output_tokens") or 0)
+            totals[2] += int(input_details.get("cache_read") or 0)
+            totals[3] += int(input_details.get("cache_creation") or 0)
+            totals[4] += int(output_details.get("reasoning") or 0)
+    if not found:
+        legacy = (response.llm_output or {}).get("token_usage") or {}
+        if not legacy:
+            return None
+        totals[0] = int(legacy.get("prompt_tokens") or 0)
+        totals[1] = int(legacy.get("completion_tokens") or 0)
+    return TokenUsage(*totals)
+
+
+def _name(serialized: dict[str, Any] | None) -> str:
+    if not serialized:
+        return ""
+    name = serialized.get("name")
+    if name:
+        return str(name)
+    ids: Sequence[str] = serialized.get("id") or ()
+    return str(ids[-1]) if ids else ""

@@ -1,0 +1,513 @@
+"""Policies: YAML validated once, at the edge, and compiled into plain objects.
+
+Every problem found in every file is reported together, each with the file, the line and
+the field path, so a user fixes a broken policy in one pass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fnmatch import fnmatchcase
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from guardian.alerts.config import AlertsConfig
+from guardian.amounts import METRICS, micro_usd
+from guardian.errors import PolicyError, PolicyProblem
+from guardian.identity import Identity
+from guardian.store.base import NO_LIMIT
+from guardian.windows import WindowKind
+
+__all__ = [
+    "Budget",
+    "LoopRule",
+    "Match",
+    "Policy",
+    "PriceOverride",
+    "Settings",
+    "load_policy",
+]
+
+Scope = Literal["run", "agent", "user", "tenant", "global"]
+Action = Literal["kill", "alert"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Settings(_Strict):
+    on_store_error: Literal["fail_closed", "fail_open"] = "fail_closed"
+    unknown_model: Literal["block", "warn"] = "block"
+    default_max_output_tokens: int = Field(1024, gt=0)
+    reservation_ttl_s: float = Field(600.0, gt=0, description="how long a hold survives a crashed process")
+    run_ttl_s: float = Field(7 * 86_400.0, gt=0, description="how long a run's counters are kept")
+    stream_block_tokens: int = Field(256, gt=0, description="tokens a stream's hold grows by at a time")
+
+
+class PriceModel(_Strict):
+    """USD per 1M tokens."""
+
+    input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
+    cache_read: Decimal | None = Field(None, ge=0)
+    cache_write: Decimal | None = Field(None, ge=0)
+
+
+class MatchModel(_Strict):
+    agent: str = "*"
+    user: str = "*"
+    tenant: str = "*"
+    tags: list[str] = Field(default_factory=list)
+
+
+class LimitsModel(_Strict):
+    input_tokens: int | None = Field(None, ge=0)
+    output_tokens: int | None = Field(None, ge=0)
+    total_tokens: int | None = Field(None, ge=0)
+    cost_usd: Decimal | None = Field(None, ge=0)
+    llm_calls: int | None = Field(None, ge=0)
+    tool_calls: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> LimitsModel:
+        if all(getattr(self, m) is None for m in METRICS):
+            raise ValueError(f"set at least one limit ({', '.join(METRICS)})")
+        return self
+
+
+class BudgetModel(_Strict):
+    name: str = Field(min_length=1, max_length=128)
+    scope: Scope
+    window: WindowKind = "run"
+    timezone: str = "UTC"
+    match: MatchModel = Field(default_factory=MatchModel)
+    limits: LimitsModel
+    action: Action = "kill"
+    alert_at: list[float] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r} (use an IANA name like 'Europe/Paris')") from exc
+        return value
+
+    @field_validator("alert_at")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        for fraction in value:
+            if not 0 < fraction <= 1:
+                raise ValueError(f"alert_at fractions must be in (0, 1], got {fraction}")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _window_fits_scope(self) -> BudgetModel:
+        if self.window == "run" and self.scope != "run":
+            raise ValueError(
+                f"scope {self.scope} needs a calendar window (hour, day, week or month); "
+                "window 'run' is for scope run only"
+            )
+        return self
+
+
+class AllowModel(_Strict):
+    tool: str = Field(min_length=1)
+    max_repeats: int = Field(gt=0)
+
+
+class LoopRuleModel(_Strict):
+    name: str = Field(min_length=1, max_length=128)
+    match: MatchModel = Field(default_factory=MatchModel)
+    window: int = Field(20, gt=1, le=1000)
+    max_repeats: int = Field(3, ge=2)
+    similarity: float = Field(0.92, gt=0, le=1)
+    max_steps_without_progress: int = Field(12, gt=1)
+    allow: list[AllowModel] = Field(default_factory=list)
+    action: Action = "kill"
+
+
+class PolicyFileModel(_Strict):
+    version: Literal[1]
+    settings: Settings = Field(default_factory=Settings)
+    prices: dict[str, PriceModel] = Field(default_factory=dict)
+    budgets: list[BudgetModel] = Field(default_factory=list)
+    loops: list[LoopRuleModel] | None = None
+    alerts: AlertsConfig | None = None
+
+
+# -- compiled objects ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    agent: str = "*"
+    user: str = "*"
+    tenant: str = "*"
+    tags: frozenset[str] = frozenset()
+
+    def matches(self, identity: Identity) -> bool:
+        return (
+            fnmatchcase(identity.agent, self.agent)
+            and fnmatchcase(identity.user, self.user)
+            and fnmatchcase(identity.tenant, self.tenant)
+            and self.tags <= identity.tags
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    name: str
+    scope: Scope
+    window: WindowKind
+    timezone: ZoneInfo
+    match: Match
+    limits: tuple[int, ...]  # one per metric; cost in micro-USD; NO_LIMIT where unset
+    action: Action
+    alert_at: tuple[float, ...] = ()
+
+    @property
+    def enforced(self) -> bool:
+        return self.action == "kill"
+
+    def limited(self) -> dict[str, int]:
+        return {m: v for m, v in zip(METRICS, self.limits, strict=True) if v != NO_LIMIT}
+
+
+@dataclass(frozen=True, slots=True)
+class PriceOverride:
+    """Micro-USD per token (the same number as USD per 1M tokens)."""
+
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal | None
+    cache_write: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class LoopRule:
+    name: str
+    match: Match
+    window: int
+    max_repeats: int
+    similarity: float
+    max_steps_without_progress: int
+    allow: Mapping[str, int]
+    action: Action
+
+
+DEFAULT_LOOP_RULE = LoopRule(
+    name="default",
+    match=Match(),
+    window=20,
+    max_repeats=3,
+    similarity=0.92,
+    max_steps_without_progress=12,
+    allow=MappingProxyType({}),
+    action="kill",
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    settings: Settings = field(default_factory=Settings)
+    prices: Mapping[str, PriceOverride] = field(default_factory=dict)
+    budgets: tuple[Budget, ...] = ()
+    loops: tuple[LoopRule, ...] = (DEFAULT_LOOP_RULE,)
+    alerts: AlertsConfig | None = None
+    sources: tuple[str, ...] = ()
+
+    def budgets_for(self, identity: Identity) -> list[Budget]:
+        return [b for b in self.budgets if b.match.matches(identity)]
+
+    def loop_rule_for(self, identity: Identity) -> LoopRule | None:
+        """The first matching rule wins, so specific rules go before catch-alls."""
+        return next((r for r in self.loops if r.match.matches(identity)), None)
+
+    def budget(self, name: str) -> Budget:
+        for b in self.budgets:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+    @classmethod
+    def from_yaml(cls, *paths: str | os.PathLike[str]) -> Policy:
+        return load_policy(paths)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Policy:
+        problems: list[PolicyProblem] = []
+        parsed = _validate(dict(data), source, {}, problems)
+        if problems or parsed is None:
+            raise PolicyError(problems)
+        return _compile([(source, {}, parsed)])
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+
+_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+Path_ = tuple[str | int, ...]
+
+
+def load_policy(paths: Iterable[str | os.PathLike[str]], env: Mapping[str, str] | None = None) -> Policy:
+    """Load one or more files or directories (``*.yaml``/``*.yml`` inside) into one policy."""
+    environ = os.environ if env is None else env
+    problems: list[PolicyProblem] = []
+    parsed: list[tuple[str, dict[Path_, int], PolicyFileModel]] = []
+    files = _expand(paths, problems)
+    if not files and not problems:
+        problems.append(PolicyProblem("<paths>", None, "", "no policy files given"))
+    for file in files:
+        source = str(file)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            problems.append(PolicyProblem(source, None, "", f"cannot read: {exc.strerror or exc}"))
+            continue
+        loaded = _parse_yaml(text, source, problems)
+        if loaded is None:
+            continue
+        data, lines = loaded
+        data = _interpolate(data, (), source, lines, environ, problems)
+        model = _validate(data, source, lines, problems)
+        if model is not None:
+            parsed.append((source, lines, model))
+    if problems:
+        raise PolicyError(problems)
+    policy = _compile(parsed)
+    return policy
+
+
+def _expand(paths: Iterable[str | os.PathLike[str]], problems: list[PolicyProblem]) -> list[Path]:
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            if not found:
+                problems.append(PolicyProblem(str(path), None, "", "directory holds no .yaml/.yml files"))
+            out.extend(found)
+        elif path.is_file():
+            out.append(path)
+        else:
+            problems.append(PolicyProblem(str(path), None, "", "no such file or directory"))
+    return out
+
+
+def _parse_yaml(text: str, source: str, problems: list[PolicyProblem]) -> tuple[dict[str, Any], dict[Path_, int]] | None:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(exc, "problem", None) or str(exc)
+        problems.append(PolicyProblem(source, line, "", f"invalid YAML: {reason}"))
+        return None
+    if not isinstance(data, dict) or node is None:
+        problems.append(PolicyProblem(source, 1, "", "a policy file must be a mapping with `version: 1`"))
+        return None
+    lines: dict[Path_, int] = {}
+    _index_lines(node, (), lines, source, problems)
+    return data, lines
+
+
+def _index_lines(
+    node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str, problems: list[PolicyProblem]
+) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                problems.append(
+                    PolicyProblem(source, key_node.start_mark.line + 1, _dotted((*path, key)), "duplicate key")
+                )
+            seen.add(key)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _index_lines(value_node, (*path, key), lines, source, problems)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index_lines(item, (*path, i), lines, source, problems)
+
+
+def _interpolate(
+    value: Any,
+    path: Path_,
+    source: str,
+    lines: Mapping[Path_, int],
+    environ: Mapping[str, str],
+    problems: list[PolicyProblem],
+) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*path, str(k)), source, lines, environ, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*path, i), source, lines, environ, problems) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def substitute(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, default = m.group(1), m.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        problems.append(
+            PolicyProblem(
+                source,
+                _line_of(lines, path),
+                _dotted(path),
+                f"environment variable {name} is not set (use ${{{name}:-default}} for a fallback)",
+            )
+        )
+        return ""
+
+    return _ENV.sub(substitute, value)
+
+
+def _validate(
+    data: dict[str, Any], source: str, lines: Mapping[Path_, int], problems: list[PolicyProblem]
+) -> PolicyFileModel | None:
+    try:
+        model = PolicyFileModel.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc: Path_ = tuple(p for p in error["loc"] if isinstance(p, str | int))
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown field"
+            elif error["type"] == "missing":
+                message = "required field is missing"
+            problems.append(PolicyProblem(source, _line_of(lines, loc), _dotted(loc), message))
+        return None
+    names: dict[str, int] = {}
+    for i, budget in enumerate(model.budgets):
+        if budget.name in names:
+            problems.append(
+                PolicyProblem(
+                    source,
+                    _line_of(lines, ("budgets", i, "name")),
+                    f"budgets[{i}].name",
+                    f"budget name {budget.name!r} is already used by budgets[{names[budget.name]}]",
+                )
+            )
+        names.setdefault(budget.name, i)
+    return model
+
+
+def _compile(parsed: Sequence[tuple[str, Mapping[Path_, int], PolicyFileModel]]) -> Policy:
+    problems: list[PolicyProblem] = []
+    settings: dict[str, Any] = {}
+    prices: dict[str, PriceOverride] = {}
+    budgets: list[Budget] = []
+    budget_origin: dict[str, str] = {}
+    loops: list[LoopRule] | None = None
+    alerts: AlertsConfig | None = None
+    alerts_origin = ""
+    for source, lines, model in parsed:
+        settings.update({k: getattr(model.settings, k) for k in model.settings.model_fields_set})
+        for name, price in model.prices.items():
+            if name in prices:
+                problems.append(
+                    PolicyProblem(source, _line_of(lines, ("prices", name)), f"prices.{name}", "price set in two files")
+                )
+            prices[name] = PriceOverride(price.input, price.output, price.cache_read, price.cache_write)
+        for i, b in enumerate(model.budgets):
+            if b.name in budget_origin and budget_origin[b.name] != source:
+                problems.append(
+                    PolicyProblem(
+                        source,
+                        _line_of(lines, ("budgets", i, "name")),
+                        f"budgets[{i}].name",
+                        f"budget name {b.name!r} is already defined in {budget_origin[b.name]}",
+                    )
+                )
+            budget_origin.setdefault(b.name, source)
+            budgets.append(_compile_budget(b))
+        if model.loops is not None:
+            loops = (loops or []) + [_compile_loop(r) for r in model.loops]
+        if model.alerts is not None:
+            if alerts is not None:
+                problems.append(
+                    PolicyProblem(source, _line_of(lines, ("alerts",)), "alerts", f"alerts already set in {alerts_origin}")
+                )
+            alerts, alerts_origin = model.alerts, source
+    if problems:
+        raise PolicyError(problems)
+    return Policy(
+        settings=Settings(**settings),
+        prices=MappingProxyType(prices),
+        budgets=tuple(budgets),
+        loops=(DEFAULT_LOOP_RULE,) if loops is None else tuple(loops),
+        alerts=alerts,
+        sources=tuple(source for source, _, _ in parsed),
+    )
+
+
+def _compile_match(m: MatchModel) -> Match:
+    return Match(m.agent, m.user, m.tenant, frozenset(m.tags))
+
+
+def _compile_budget(b: BudgetModel) -> Budget:
+    limits = []
+    for metric in METRICS:
+        value = getattr(b.limits, metric)
+        if value is None:
+            limits.append(NO_LIMIT)
+        elif metric == "cost_usd":
+            limits.append(micro_usd(value))
+        else:
+            limits.append(int(value))
+    return Budget(
+        name=b.name,
+        scope=b.scope,
+        window=b.window,
+        timezone=ZoneInfo(b.timezone),
+        match=_compile_match(b.match),
+        limits=tuple(limits),
+        action=b.action,
+        alert_at=tuple(b.alert_at),
+    )
+
+
+def _compile_loop(r: LoopRuleModel) -> LoopRule:
+    return LoopRule(
+        name=r.name,
+        match=_compile_match(r.match),
+        window=r.window,
+        max_repeats=r.max_repeats,
+        similarity=r.similarity,
+        max_steps_without_progress=r.max_steps_without_progress,
+        allow=MappingProxyType({a.tool: a.max_repeats for a in r.allow}),
+        action=r.action,
+    )
+
+
+def _line_of(lines: Mapping[Path_, int], path: Path_) -> int | None:
+    for end in range(len(path), -1, -1):
+        line = lines.get(path[:end])
+        if line is not None:
+            return line
+    return None
+
+
+def _dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out

@@ -1,0 +1,542 @@
+"""The supervisor: decides, for each model call, tool call and step of a run, whether it may go on.
+
+It resolves which budgets apply to a run, reserves and commits through the store, turns
+refusals into halts, and emits events (structlog) and alerts. It knows nothing of LangChain:
+adapters translate framework callbacks into the calls below and act on the ``Decision``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from guardian.alerts import Alert
+from guardian.amounts import Amounts
+from guardian.errors import BudgetExceeded, GuardianHalt, RunKilled, StoreError, StoreUnavailable, UnknownModel
+from guardian.identity import Identity
+from guardian.keys import BucketKey, KeyBuilder, KillTarget
+from guardian.policy import Budget, Policy
+from guardian.pricing import Pricer, TokenUsage
+from guardian.store.base import (
+    BucketState,
+    ChargeMode,
+    CommitRequest,
+    KillCheck,
+    ReleaseRequest,
+    ReserveRequest,
+    ReserveResult,
+    Store,
+    Target,
+)
+from guardian.windows import window_span
+
+__all__ = ["AlertSubmitter", "CallState", "Decision", "RunState", "Supervisor"]
+
+WINDOW_GRACE_S = 2 * 86_400.0  # calendar buckets outlive their window so `guardian status` can show yesterday
+TARGETS_REFRESH_S = 3_600.0  # run-window buckets get their TTL pushed forward this often
+OUTAGE_RETRY_S = 1.0  # with fail_open, how long calls skip a store that just failed
+
+
+class AlertSubmitter(Protocol):
+    def submit(self, alert: Alert) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the adapter must do: go on, or raise ``halt``."""
+
+    halt: GuardianHalt | None = None
+
+    @property
+    def proceed(self) -> bool:
+        return self.halt is None
+
+
+PROCEED = Decision()
+
+
+@dataclass
+class CallState:
+    call_id: str
+    provider: str | None
+    model: str
+    targets: list[Target]
+    estimate: Amounts
+    prompt_tokens: int
+    output_reserved: int
+    reserved: bool  # False when the store was skipped (fail_open during an outage)
+    tokens_seen: int = 0
+
+
+@dataclass
+class _Bound:
+    """A budget resolved for one run: its store target and where it stands."""
+
+    budget: Budget
+    target: Target
+    scope_key: str
+    window: str
+    window_end: float | None
+
+
+@dataclass
+class RunState:
+    run_id: str
+    identity: Identity
+    budgets: list[Budget]
+    kill_checks: list[KillCheck]
+    started_at: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    calls: dict[str, CallState] = field(default_factory=dict)
+    bound: list[_Bound] = field(default_factory=list)
+    bound_until: float = 0.0
+    halt: GuardianHalt | None = None
+    spent: Amounts = field(default_factory=Amounts)
+    extra: dict[str, Any] = field(default_factory=dict)  # per-run state of other components (loop detector)
+
+    def log_fields(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, **self.identity.log_fields()}
+
+
+class Supervisor:
+    def __init__(
+        self,
+        policy: Policy,
+        store: Store,
+        *,
+        keys: KeyBuilder | None = None,
+        pricer: Pricer | None = None,
+        clock: Callable[[], float] = time.time,
+        alerts: AlertSubmitter | None = None,
+    ) -> None:
+        self.policy = policy
+        self.store = store
+        self.keys = keys or KeyBuilder()
+        self.clock = clock
+        self.pricer = pricer or Pricer(policy.prices, clock)
+        self.alerts = alerts
+        self.log = structlog.get_logger("guardian")
+        self._settings = policy.settings
+        self._fail_open = policy.settings.on_store_error == "fail_open"
+        self._outage = False
+        self._outage_until = 0.0
+        self._outage_lock = threading.Lock()
+        self._alerted: set[str] = set()
+        self._budget_cache: dict[Identity, list[Budget]] = {}
+
+    # -- runs ----------------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, identity: Identity) -> RunState:
+        budgets = self._budget_cache.get(identity)
+        if budgets is None:
+            budgets = self._budget_cache[identity] = self.policy.budgets_for(identity)
+        run = RunState(
+            run_id=run_id,
+            identity=identity,
+            budgets=budgets,
+            kill_checks=self._kill_checks(run_id, identity),
+            started_at=self.clock(),
+        )
+        self.log.info("run_started", **run.log_fields(), budgets=[b.name for b in budgets])
+        return run
+
+    def end_run(self, run: RunState, *, error: BaseException | None = None) -> None:
+        with run.lock:
+            dangling = list(run.calls.values())
+            run.calls.clear()
+        for call in dangling:  # a call whose end never arrived (cancelled task): release, never leak
+            self._settle(run, call, None)
+        self.log.info(
+            "run_finished",
+            **run.log_fields(),
+            halted=type(run.halt).__name__ if run.halt else None,
+            error=type(error).__name__ if error is not None and run.halt is None else None,
+            **{f"spent_{k}": v for k, v in run.spent.nonzero().items()},
+        )
+
+    # -- model calls ---------------------------------------------------------------------------------
+
+    def before_llm_call(
+        self,
+        run: RunState,
+        call_id: str,
+        *,
+        provider: str | None,
+        model: str,
+        prompt_tokens: int,
+        max_output_tokens: int | None,
+    ) -> Decision:
+        if run.halt is not None:
+            return Decision(run.halt)
+        now = self.clock()
+        output_cap = max_output_tokens or self._settings.default_max_output_tokens
+        cost = self.pricer.cost(provider, model, TokenUsage(input_tokens=prompt_tokens, output_tokens=output_cap))
+        if cost is None:
+            if self._settings.unknown_model == "block":
+                halt = UnknownModel(provider=provider, model=model, run_id=run.run_id)
+                self.log.error("unknown_model", **run.log_fields(), provider=provider, model=model, action="block")
+                return self._trip(run, halt)
+            self.log.warning("unknown_model", **run.log_fields(), provider=provider, model=model, action="warn")
+            cost = 0
+        estimate = Amounts(
+            input_tokens=prompt_tokens,
+            output_tokens=output_cap,
+            total_tokens=prompt_tokens + output_cap,
+            cost_usd=cost,
+            llm_calls=1,
+        )
+        bound = self._bind(run, now)
+        targets = [b.target for b in bound]
+        request = ReserveRequest(
+            call_id=call_id,
+            targets=targets,
+            amount=estimate,
+            now=now,
+            ttl_s=self._settings.reservation_ttl_s,
+            kill_checks=run.kill_checks,
+        )
+        result = self._reserve(run, request, op="reserve")
+        if isinstance(result, Decision):
+            return result
+        call = CallState(
+            call_id=call_id,
+            provider=provider,
+            model=model,
+            targets=targets,
+            estimate=estimate,
+            prompt_tokens=prompt_tokens,
+            output_reserved=output_cap,
+            reserved=result is not None,
+        )
+        with run.lock:
+            run.calls[call_id] = call
+        if result is None:
+            return PROCEED
+        self.log.debug(
+            "call_reserved",
+            **run.log_fields(),
+            call_id=call_id,
+            model=model,
+            budgets=[b.budget.name for b in bound],
+            **{f"reserved_{k}": v for k, v in estimate.nonzero().items()},
+        )
+        self._after_reserve(run, bound, result, now)
+        return PROCEED
+
+    def on_llm_tokens(self, run: RunState, call_id: str, new_tokens: int = 1) -> Decision:
+        """A stream produced tokens: extend the hold a block at a time; halt when the budget cannot."""
+        call = run.calls.get(call_id)
+        if call is None:
+            return PROCEED if run.halt is None else Decision(run.halt)
+        call.tokens_seen += new_tokens
+        if call.tokens_seen <= call.output_reserved or not call.reserved:
+            return PROCEED
+        block = self._settings.stream_block_tokens
+        cost = self.pricer.cost(call.provider, call.model, TokenUsage(output_tokens=block)) or 0
+        extra = Amounts(output_tokens=block, total_tokens=block, cost_usd=cost)
+        now = self.clock()
+        request = ReserveRequest(
+            call_id=call_id,
+            targets=call.targets,
+            amount=extra,
+            now=now,
+            ttl_s=self._settings.reservation_ttl_s,
+            mode=ChargeMode.EXTEND,
+        )
+        result = self._reserve(run, request, op="extend")
+        if isinstance(result, Decision):
+            return result
+        call.output_reserved += block
+        call.estimate = call.estimate + extra
+        return PROCEED
+
+    def after_llm_call(self, run: RunState, call_id: str, usage: TokenUsage | None) -> Amounts:
+        """Commit what the call really used; ``usage`` None falls back to the prompt estimate and tokens seen."""
+        with run.lock:
+            call = run.calls.pop(call_id, None)
+        if call is None:
+            return Amounts()
+        return self._settle(run, call, usage or self._fallback_usage(call))
+
+    def llm_call_failed(self, run: RunState, call_id: str) -> Amounts:
+        """An aborted call commits what it streamed (the prompt was paid for) or releases its hold."""
+        with run.lock:
+            call = run.calls.pop(call_id, None)
+        if call is None:
+            return Amounts()
+        return self._settle(run, call, self._fallback_usage(call) if call.tokens_seen else None)
+
+    # -- tool calls ----------------------------------------------------------------------------------
+
+    def on_tool_call(self, run: RunState, call_id: str, tool: str) -> Decision:
+        if run.halt is not None:
+            return Decision(run.halt)
+        now = self.clock()
+        bound = self._bind(run, now)
+        amount = Amounts(tool_calls=1)
+        request = ReserveRequest(
+            call_id=call_id,
+            targets=[b.target for b in bound],
+            amount=amount,
+            now=now,
+            mode=ChargeMode.CHARGE,
+            kill_checks=run.kill_checks,
+        )
+        result = self._reserve(run, request, op="tool_call")
+        if isinstance(result, Decision):
+            return result
+        with run.lock:
+            run.spent = run.spent + amount
+        if result is not None:
+            self._after_reserve(run, bound, result, now)
+        return PROCEED
+
+    def halt(self, run: RunState, halt: GuardianHalt) -> Decision:
+        """Trip a run from outside the budget logic (e.g. a loop detector)."""
+        return self._trip(run, halt)
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _settle(self, run: RunState, call: CallState, usage: TokenUsage | None) -> Amounts:
+        now = self.clock()
+        if usage is None:
+            if call.reserved:
+                self._store_op(lambda: self.store.release(ReleaseRequest(call.call_id, call.targets, now)), "release")
+            return Amounts()
+        cost = self.pricer.cost(call.provider, call.model, usage)
+        actual = Amounts(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            total_tokens=usage.total_tokens,
+            cost_usd=cost or 0,
+            llm_calls=1,
+        )
+        marker = self.keys.call_marker(run.identity.tenant, call.call_id)
+        request = CommitRequest(call.call_id, call.targets, actual, now, marker)
+        # Committed even when the hold was skipped (fail_open): the store queues it until it is back.
+        self._store_op(lambda: self.store.commit(request), "commit")
+        with run.lock:
+            run.spent = run.spent + actual
+        self.log.debug(
+            "call_committed",
+            **run.log_fields(),
+            call_id=call.call_id,
+            model=call.model,
+            **{k: v for k, v in actual.nonzero().items()},
+            estimate_tokens=call.estimate.total_tokens,
+        )
+        return actual
+
+    @staticmethod
+    def _fallback_usage(call: CallState) -> TokenUsage:
+        return TokenUsage(input_tokens=call.prompt_tokens, output_tokens=call.tokens_seen)
+
+    def _reserve(self, run: RunState, request: ReserveRequest, *, op: str) -> ReserveResult | Decision | None:
+        """The store's answer; a halt Decision; or None when fail_open let the call through unreserved."""
+        if self._fail_open and self._outage and self.clock() < self._outage_until:
+            return None
+        try:
+            result = self.store.reserve(request)
+        except StoreError as exc:
+            return self._store_failed(run, exc, op)
+        self._store_ok()
+        if result.killed is not None:
+            return self._killed(run, result.killed)
+        if result.refusal is not None:
+            return self._refused(run, request, result)
+        return result
+
+    def _store_op(self, action: Callable[[], None], op: str) -> None:
+        try:
+            action()
+        except StoreError as exc:
+            self._note_outage(exc, op, run=None)
+
+    def _store_failed(self, run: RunState, exc: StoreError, op: str) -> Decision | None:
+        self._note_outage(exc, op, run=run)
+        if self._fail_open:
+            return None
+        halt = StoreUnavailable(
+            f"budget store unavailable ({exc}); the call was refused because the policy sets "
+            "on_store_error: fail_closed. Check the store, or set fail_open to let calls through uncounted.",
+            run_id=run.run_id,
+        )
+        halt.__cause__ = exc
+        return Decision(halt)
+
+    def _note_outage(self, exc: StoreError, op: str, run: RunState | None) -> None:
+        with self._outage_lock:
+            first = not self._outage
+            self._outage = True
+            self._outage_until = self.clock() + OUTAGE_RETRY_S
+        if first:
+            self.log.error(
+                "store_error",
+                op=op,
+                error=str(exc),
+                mode=self._settings.on_store_error,
+                consequence="calls pass uncounted until the store is back; usage is queued"
+                if self._fail_open
+                else "calls are refused until the store is back",
+                **(run.log_fields() if run else {}),
+            )
+
+    def _store_ok(self) -> None:
+        if self._outage:
+            with self._outage_lock:
+                was, self._outage = self._outage, False
+            if was:
+                self.log.warning("store_recovered", mode=self._settings.on_store_error)
+
+    def _killed(self, run: RunState, check: KillCheck) -> Decision:
+        halt = RunKilled(target=check.target, value=check.value, run_id=run.run_id)
+        self.log.warning("run_killed", **run.log_fields(), target=check.target, value=check.value)
+        return self._trip(run, halt)
+
+    def _refused(self, run: RunState, request: ReserveRequest, result: ReserveResult) -> Decision:
+        refusal = result.refusal
+        assert refusal is not None
+        bound = next(b for b in run.bound if b.target.key == request.targets[refusal.target_index].key)
+        halt = BudgetExceeded(
+            budget=bound.budget.name,
+            scope=bound.budget.scope,
+            scope_key=bound.scope_key,
+            window=bound.window,
+            unit=refusal.metric,
+            limit=refusal.limit,
+            spent=refusal.current,
+            requested=refusal.requested,
+            run_id=run.run_id,
+        )
+        self.log.warning(
+            "budget_exceeded",
+            **run.log_fields(),
+            budget=bound.budget.name,
+            scope=bound.budget.scope,
+            scope_key=bound.scope_key,
+            window=bound.window,
+            unit=refusal.metric,
+            limit=refusal.limit,
+            spent=refusal.current,
+            requested=refusal.requested,
+            action="kill",
+        )
+        state = result.states[refusal.target_index] if result.states else None
+        self._alert("exceeded", run, bound, state, threshold=1.0, reason=str(halt), now=request.now)
+        return self._trip(run, halt)
+
+    def _trip(self, run: RunState, halt: GuardianHalt) -> Decision:
+        with run.lock:
+            if run.halt is None:
+                run.halt = halt
+            return Decision(run.halt)
+
+    def _after_reserve(self, run: RunState, bound: list[_Bound], result: ReserveResult, now: float) -> None:
+        for b, state in zip(bound, result.states, strict=False):
+            budget = b.budget
+            if not budget.alert_at and budget.enforced:
+                continue
+            limits = budget.limited()
+            if not budget.enforced:
+                over = [m for m, limit in limits.items() if state.spent.get(m) + state.reserved.get(m) > limit]
+                if over:
+                    self._alert_only_exceeded(run, b, state, over[0], now)
+            fraction = max((state.spent.get(m) / limit if limit else 1.0) for m, limit in limits.items())
+            crossed = [t for t in budget.alert_at if fraction >= t]
+            if crossed:
+                self._alert("threshold", run, b, state, threshold=crossed[-1], reason="", now=now)
+
+    def _alert_only_exceeded(self, run: RunState, b: _Bound, state: BucketState, metric: str, now: float) -> None:
+        key = _dedup_key("exceeded", b, 1.0)
+        if key in self._alerted:
+            return
+        limit = b.budget.limited()[metric]
+        self.log.warning(
+            "budget_exceeded",
+            **run.log_fields(),
+            budget=b.budget.name,
+            scope=b.budget.scope,
+            scope_key=b.scope_key,
+            window=b.window,
+            unit=metric,
+            limit=limit,
+            spent=state.spent.get(metric) + state.reserved.get(metric),
+            action="alert",
+        )
+        self._alert("exceeded", run, b, state, threshold=1.0, reason="budget passed its limit (action: alert)", now=now)
+
+    def _alert(
+        self, kind: str, run: RunState, b: _Bound, state: BucketState | None, *, threshold: float, reason: str, now: float
+    ) -> None:
+        key = _dedup_key(kind, b, threshold)
+        if key in self._alerted:
+            return
+        if len(self._alerted) > 100_000:
+            self._alerted.clear()
+        self._alerted.add(key)
+        if kind == "threshold":
+            for lower in b.budget.alert_at:
+                self._alerted.add(_dedup_key(kind, b, lower))
+        if self.alerts is None:
+            return
+        spent = state.spent + state.reserved if state is not None and kind == "exceeded" else None
+        end = b.window_end if b.window_end is not None else now + self._settings.run_ttl_s
+        self.alerts.submit(
+            Alert(
+                kind=kind,  # type: ignore[arg-type]
+                dedup_key=key,
+                dedup_ttl_s=max(1.0, end - now),
+                occurred_at=now,
+                run_id=run.run_id,
+                agent=run.identity.agent,
+                user=run.identity.user,
+                tenant=run.identity.tenant,
+                budget=b.budget.name,
+                scope=b.budget.scope,
+                scope_key=b.scope_key,
+                window=b.window,
+                threshold=threshold,
+                spent=(spent or (state.spent if state else Amounts())).nonzero(),
+                limit=b.budget.limited(),
+                reason=reason,
+            )
+        )
+
+    def _bind(self, run: RunState, now: float) -> list[_Bound]:
+        if now < run.bound_until:
+            return run.bound
+        bound: list[_Bound] = []
+        until = now + TARGETS_REFRESH_S
+        for budget in run.budgets:
+            span = window_span(budget.window, budget.timezone, now)
+            scope_key = run.identity.scope_key(budget.scope, run.run_id)
+            tenant = None if budget.scope == "global" else run.identity.tenant
+            key = self.keys.bucket(BucketKey(tenant, budget.name, budget.scope, scope_key, span.id))
+            if span.end is None:
+                expires = now + self._settings.run_ttl_s
+            else:
+                expires = span.end + WINDOW_GRACE_S
+                until = min(until, span.end)
+            target = Target(key, self.keys.reservations(key), budget.limits, expires, budget.enforced)
+            bound.append(_Bound(budget, target, scope_key, span.id, span.end))
+        with run.lock:
+            run.bound, run.bound_until = bound, until
+        return bound
+
+    def _kill_checks(self, run_id: str, identity: Identity) -> list[KillCheck]:
+        pairs: list[tuple[KillTarget, str]] = [
+            ("run", run_id),
+            ("agent", identity.agent),
+            ("user", identity.user),
+            ("tenant", identity.tenant),
+        ]
+        return [KillCheck(self.keys.kill(t, v), t, v) for t, v in pairs]
+
+
+def _dedup_key(kind: str, b: _Bound, threshold: float) -> str:
+    return f"{kind}:{b.budget.name}:{b.budget.scope}:{b.scope_key}:{b.window}:{threshold:g}"
