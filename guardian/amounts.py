@@ -69,4 +69,9 @@ def micro_usd(dollars: Decimal | int | str) -> int:
 
 
 def usd(micro: int) -> str:
-    return f"${micro / MICRO_USD:,.6f}"
+    """Whole cents shown as cents; anything finer keeps every micro-dollar."""
+    sign = "-" if micro < 0 else ""
+    dollars, rest = divmod(abs(micro), MICRO_USD)
+    if rest % 10_000 == 0:
+        return f"{sign}${dollars:,}.{rest // 10_000:02d}"
+    return f"{sign}${dollars:,}.{rest:06d}"

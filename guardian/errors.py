@@ -155,5 +155,7 @@ class LoopDetected(GuardianHalt):
 
 def _format_amount(unit: str, amount: int) -> str:
     if unit == "cost_usd":
-        return f"${amount / 1_000_000:,.6f}"
+        from guardian.amounts import usd
+
+        return usd(amount)
     return f"{amount:,}"

@@ -383,8 +383,9 @@ def _interpolate(
 def _validate(
     data: dict[str, Any], source: str, lines: Mapping[Path_, int], problems: list[PolicyProblem]
 ) -> PolicyFileModel | None:
+    _check_unique_names(data, source, lines, problems)
     try:
-        model = PolicyFileModel.model_validate(data)
+        return PolicyFileModel.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors():
             loc: Path_ = tuple(p for p in error["loc"] if isinstance(p, str | int))
@@ -395,19 +396,31 @@ def _validate(
                 message = "required field is missing"
             problems.append(PolicyProblem(source, _line_of(lines, loc), _dotted(loc), message))
         return None
-    names: dict[str, int] = {}
-    for i, budget in enumerate(model.budgets):
-        if budget.name in names:
-            problems.append(
-                PolicyProblem(
-                    source,
-                    _line_of(lines, ("budgets", i, "name")),
-                    f"budgets[{i}].name",
-                    f"budget name {budget.name!r} is already used by budgets[{names[budget.name]}]",
+
+
+def _check_unique_names(
+    data: dict[str, Any], source: str, lines: Mapping[Path_, int], problems: list[PolicyProblem]
+) -> None:
+    """On the raw data, so a duplicate is reported beside every other problem of the file."""
+    for section in ("budgets", "loops"):
+        items = data.get(section)
+        if not isinstance(items, list):
+            continue
+        first: dict[str, int] = {}
+        for i, item in enumerate(items):
+            name = item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str):
+                continue
+            if name in first:
+                problems.append(
+                    PolicyProblem(
+                        source,
+                        _line_of(lines, (section, i, "name")),
+                        f"{section}[{i}].name",
+                        f"name {name!r} is already used by {section}[{first[name]}]",
+                    )
                 )
-            )
-        names.setdefault(budget.name, i)
-    return model
+            first.setdefault(name, i)
 
 
 def _compile(parsed: Sequence[tuple[str, Mapping[Path_, int], PolicyFileModel]]) -> Policy:

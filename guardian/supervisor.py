@@ -234,7 +234,8 @@ class Supervisor:
         if call is None:
             return PROCEED if run.halt is None else Decision(run.halt)
         call.tokens_seen += new_tokens
-        if call.tokens_seen <= call.output_reserved or not call.reserved:
+        # Extend on reaching the hold, not on passing it, so a refused extension never overspends it.
+        if call.tokens_seen < call.output_reserved or not call.reserved:
             return PROCEED
         block = self._settings.stream_block_tokens
         cost = self.pricer.cost(call.provider, call.model, TokenUsage(output_tokens=block)) or 0
@@ -481,7 +482,8 @@ class Supervisor:
         self._alerted.add(key)
         if kind == "threshold":
             for lower in b.budget.alert_at:
-                self._alerted.add(_dedup_key(kind, b, lower))
+                if lower <= threshold:
+                    self._alerted.add(_dedup_key(kind, b, lower))
         if self.alerts is None:
             return
         spent = state.spent + state.reserved if state is not None and kind == "exceeded" else None

@@ -18,9 +18,11 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode
 from pydantic import PrivateAttr
 
-__all__ = ["Reply", "ScriptedChatModel", "output_tokens_of", "usage_for"]
+__all__ = ["Reply", "ScriptedChatModel", "output_tokens_of", "react_graph", "tool_call", "usage_for"]
 
 Reply = AIMessage | str | Callable[[Sequence[BaseMessage]], AIMessage | str]
 
@@ -137,3 +139,30 @@ def _json(value: Any) -> str:
     import json
 
     return json.dumps(value, sort_keys=True)
+
+
+def react_graph(model: BaseChatModel, tools: Sequence[Any], *, handle_tool_errors: bool = False) -> Any:
+    """A minimal ReAct agent as a LangGraph ``StateGraph``: model, then tools while it asks for them."""
+    bound = model.bind_tools(tools)
+
+    def agent(state: MessagesState) -> dict[str, list[BaseMessage]]:
+        return {"messages": [bound.invoke(state["messages"])]}
+
+    def route(state: MessagesState) -> str:
+        last = state["messages"][-1]
+        return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", agent)
+    graph.add_node("tools", ToolNode(tools, handle_tool_errors=handle_tool_errors))
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", route, ["tools", END])
+    graph.add_edge("tools", "agent")
+    return graph.compile()
+
+
+def tool_call(name: str, args: dict[str, Any], call_id: str | None = None) -> AIMessage:
+    """A scripted reply that asks for one tool call."""
+    import uuid
+
+    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id or f"call_{uuid.uuid4().hex[:8]}"}])

@@ -40,6 +40,11 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
+def _ttl_ms(target: Target, now: float) -> int:
+    """Relative, so a skew between our clock and the server's never expires a live bucket."""
+    return max(1000, _ms(target.expires_at - now))
+
+
 class _Batch:
     """Builds the KEYS/ARGV of one ledger script call."""
 
@@ -61,7 +66,7 @@ class _Batch:
         self.count += 1
         self.ops += ["C", c.call_id, self.key(c.marker_key), _ms(c.marker_ttl_s), len(c.targets)]
         for t in c.targets:
-            self.ops += [self.key(t.key), self.key(t.reservations_key), _ms(t.expires_at)]
+            self.ops += [self.key(t.key), self.key(t.reservations_key), _ttl_ms(t, c.now)]
         self.ops += list(c.amount.as_vector())
 
     def release(self, r: ReleaseRequest) -> None:
@@ -76,7 +81,7 @@ class _Batch:
         self.ops += [self.key(k.key) for k in r.kill_checks]
         self.ops.append(len(r.targets))
         for t in r.targets:
-            self.ops += [self.key(t.key), self.key(t.reservations_key), _ms(t.expires_at), int(t.enforce)]
+            self.ops += [self.key(t.key), self.key(t.reservations_key), _ttl_ms(t, r.now), int(t.enforce)]
             self.ops += list(t.limits)
         self.ops += list(r.amount.as_vector())
 

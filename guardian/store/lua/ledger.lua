@@ -7,9 +7,9 @@
 -- Bucket zset (<bucket>:rx): call id -> hold expiry (ms), so expired holds are found in O(log n).
 --
 -- ARGV: now_ms, op count, then ops:
---   C call_id marker_idx marker_ttl_ms nb {hk zk expire_ms}*nb a1..a6        commit
+--   C call_id marker_idx marker_ttl_ms nb {hk zk ttl_ms}*nb a1..a6        commit
 --   X call_id nb {hk zk}*nb                                                  release
---   R call_id ttl_ms mode nk {kill_idx}*nk nb {hk zk expire_ms enforce l1..l6}*nb a1..a6
+--   R call_id ttl_ms mode nk {kill_idx}*nk nb {hk zk ttl_ms enforce l1..l6}*nb a1..a6
 --      mode 0 reserve (replace hold), 1 extend hold, 2 charge spent directly
 -- Returns for the R op: {0, states...} | {1, kill_pos} | {2, bucket_pos, metric_pos, limit, current, requested, states...}
 -- where states = for each bucket s1..s6 r1..r6. Without an R op: {0}.
@@ -106,7 +106,7 @@ for _ = 1, nops do
           end
         end
       end
-      redis.call('PEXPIREAT', bk[1], bk[3])
+      redis.call('PEXPIRE', bk[1], bk[3])
     end
   elseif op == 'X' then
     local id = nextarg()
@@ -202,9 +202,9 @@ for _ = 1, nops do
         end
         redis.call('HSET', hk, 'h:' .. id, table.concat(packed, ','))
         redis.call('ZADD', zk, now + ttl, id)
-        redis.call('PEXPIREAT', zk, bk[3])
+        redis.call('PEXPIRE', zk, bk[3])
       end
-      redis.call('PEXPIREAT', hk, bk[3])
+      redis.call('PEXPIRE', hk, bk[3])
       local st = state(hk)
       for i = 1, 2 * M do
         result[#result + 1] = st[i]

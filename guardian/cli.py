@@ -1,0 +1,218 @@
+"""``guardian``: validate policies, show live spend, kill runs, run the demo, test alerts."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from guardian.amounts import usd
+from guardian.errors import GuardianError, PolicyError
+from guardian.guard import STORE_URL_ENV, BudgetStatus, Guardian
+from guardian.keys import DEFAULT_PREFIX
+from guardian.policy import Policy, load_policy
+
+app = typer.Typer(
+    help="Guardian: budgets, loop detection and alerts for LLM agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+PolicyPaths = Annotated[
+    list[Path] | None, typer.Option("--policy", "-p", help="Policy file or directory (repeatable).")
+]
+StoreUrl = Annotated[
+    str | None, typer.Option("--store", help=f"Store URL (default: ${STORE_URL_ENV}, else the embedded store).")
+]
+Prefix = Annotated[str, typer.Option("--prefix", help="Key prefix of the store.")]
+
+
+@app.command()
+def validate(paths: Annotated[list[Path], typer.Argument(help="Policy files or directories.")]) -> None:
+    """Check policy files; print every problem with its file, line and field."""
+    try:
+        policy = load_policy(paths)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/red] {problem}")
+        err.print(f"{len(exc.problems)} problem(s) found")
+        raise typer.Exit(1) from None
+    out.print(f"[green]valid[/green]: {len(policy.sources)} file(s): {', '.join(policy.sources)}")
+    for budget in policy.budgets:
+        limits = ", ".join(
+            f"{metric}={usd(value) if metric == 'cost_usd' else f'{value:,}'}"
+            for metric, value in budget.limited().items()
+        )
+        out.print(
+            f"  budget [bold]{budget.name}[/bold]: {budget.scope}/{budget.window} ({budget.timezone.key}) "
+            f"{limits} action={budget.action}"
+        )
+    for rule in policy.loops:
+        out.print(f"  loop rule [bold]{rule.name}[/bold]: window={rule.window} max_repeats={rule.max_repeats}")
+    if not policy.loops:
+        out.print("  loop detection off (loops: [])")
+    slack = policy.alerts.slack if policy.alerts else None
+    out.print(f"  alerts: log{' + Slack' if slack else ''}")
+    s = policy.settings
+    out.print(f"  on_store_error={s.on_store_error} unknown_model={s.unknown_model}")
+
+
+@app.command()
+def status(
+    policy: PolicyPaths = None,
+    store: StoreUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+    budget: Annotated[str | None, typer.Option(help="Only this budget.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts.")] = False,
+) -> None:
+    """Live spend per budget and scope, read from the store."""
+    guard = _open(policy, store, prefix)
+    try:
+        rows = guard.status(budget=budget, tenant=tenant)
+        kills = guard.kills()
+    finally:
+        guard.close()
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(_status_json(row), sort_keys=True))
+        for target, value in kills:
+            typer.echo(json.dumps({"killed": target, "value": value}))
+        return
+    if not rows:
+        out.print("no spend recorded" + _embedded_hint(store))
+    else:
+        out.print(_status_table(rows))
+    for target, value in kills:
+        out.print(f"[red]killed[/red] {target} {value!r}")
+
+
+@app.command()
+def kill(
+    run: Annotated[str | None, typer.Option("--run", help="A run id.")] = None,
+    agent: Annotated[str | None, typer.Option("--agent")] = None,
+    user: Annotated[str | None, typer.Option("--user")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Lift the kill flag instead.")] = False,
+    ttl: Annotated[float, typer.Option(help="Seconds the flag lasts.")] = 86_400.0,
+    store: StoreUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """Halt a run, agent, user or tenant at its next model or tool call."""
+    guard = _open(None, store, prefix)
+    try:
+        key = guard.kill(run=run, agent=agent, user=user, tenant=tenant, ttl_s=ttl, clear=clear)
+    except ValueError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        guard.close()
+    out.print(f"{'cleared' if clear else 'set'} kill flag {key}" + ("" if clear else f" for {ttl:g}s"))
+
+
+@app.command()
+def demo(
+    store: StoreUrl = None,
+    steps: Annotated[int, typer.Option(help="The most steps the runaway agent may take.")] = 60,
+) -> None:
+    """A runaway LangGraph agent, stopped by Guardian (embedded store unless --store or $GUARDIAN_STORE_URL)."""
+    from guardian.demo import run_demo
+
+    raise typer.Exit(run_demo(store_url=store or os.environ.get(STORE_URL_ENV), max_steps=steps, console=out))
+
+
+@app.command("alert-test")
+def alert_test(policy: PolicyPaths = None) -> None:
+    """Send a test message to the Slack destination of a policy."""
+    from guardian.alerts import send_test_alert
+
+    loaded = _load(policy)
+    if loaded.alerts is None or loaded.alerts.slack is None:
+        err.print("[red]error[/red]: the policy has no alerts.slack section")
+        raise typer.Exit(2)
+    try:
+        out.print(send_test_alert(loaded.alerts))
+    except GuardianError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+
+
+def _load(paths: list[Path] | None) -> Policy:
+    if not paths:
+        return Policy()
+    try:
+        return load_policy(paths)
+    except PolicyError as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _open(paths: list[Path] | None, store: str | None, prefix: str) -> Guardian:
+    try:
+        return Guardian(_load(paths), store=store, key_prefix=prefix)
+    except GuardianError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+
+
+def _embedded_hint(store: str | None) -> str:
+    if (store or os.environ.get(STORE_URL_ENV) or "memory://").startswith("memory"):
+        return " (the embedded store lives inside each agent process: point --store at your Redis)"
+    return ""
+
+
+def _status_json(row: BudgetStatus) -> dict[str, object]:
+    return {
+        "budget": row.budget,
+        "scope": row.scope,
+        "scope_key": row.scope_key,
+        "tenant": row.tenant,
+        "window": row.window,
+        "spent": asdict(row.spent),
+        "reserved": asdict(row.reserved),
+        "limits": row.limits,
+        "used": row.used_fraction(),
+    }
+
+
+def _status_table(rows: list[BudgetStatus]) -> Table:
+    table = Table(title="Guardian spend")
+    for column in ("budget", "scope", "key", "window", "tokens", "cost", "llm calls", "tool calls", "limit", "used"):
+        table.add_column(column, justify="right" if column in ("tokens", "cost", "used") else "left")
+    for row in rows:
+        in_flight = row.reserved
+        tokens = f"{row.spent.total_tokens:,}" + (f" (+{in_flight.total_tokens:,})" if in_flight.total_tokens else "")
+        limits = ", ".join(
+            f"{m}={usd(v) if m == 'cost_usd' else f'{v:,}'}" for m, v in row.limits.items()
+        ) or "-"
+        fraction = row.used_fraction()
+        table.add_row(
+            row.budget,
+            row.scope,
+            row.scope_key if row.tenant is None or row.scope == "tenant" else f"{row.tenant}/{row.scope_key}",
+            row.window,
+            tokens,
+            usd(row.spent.cost_usd),
+            str(row.spent.llm_calls),
+            str(row.spent.tool_calls),
+            limits,
+            "-" if fraction is None else f"{fraction:.0%}",
+        )
+    return table
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""``guardian demo``: a research agent that never stops, and Guardian stopping it.
+
+The agent is a real LangGraph graph driven by a scripted chat model that reports real
+``usage_metadata``: every search drags a longer context into the next model call, which is
+how a runaway agent's bill grows. Guardian charges each call, raises threshold alerts, and
+refuses the call that would pass the run's cap, so the provider is never paid for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from importlib.resources import files
+from typing import Any
+
+import structlog
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import LLMResult
+from langchain_core.tools import tool
+from rich.console import Console
+
+from guardian.alerts import Alert
+from guardian.amounts import usd
+from guardian.errors import GuardianHalt
+from guardian.guard import Guardian
+from guardian.policy import Policy, load_policy
+from guardian.testing import ScriptedChatModel, react_graph
+
+__all__ = ["demo_policy", "run_demo"]
+
+MODEL = "gpt-4o"
+TOPICS = ["solid-state batteries", "sodium-ion cells", "lithium supply", "grid storage", "battery recycling"]
+
+
+@tool
+def web_search(query: str) -> str:
+    """Search the web and return the top results."""
+    body = " ".join(f"{query} finding {i}: a long paragraph of search results that the agent keeps." for i in range(60))
+    return body
+
+
+def _next_query(messages: Sequence[BaseMessage]) -> AIMessage:
+    """Always one more search: the agent never decides it knows enough."""
+    searches = sum(1 for m in messages if isinstance(m, ToolMessage))
+    topic = TOPICS[searches % len(TOPICS)]
+    return AIMessage(
+        content=f"I should dig deeper into {topic}.",
+        tool_calls=[{"name": "web_search", "args": {"query": f"{topic} part {searches + 1}"}, "id": f"c{searches}"}],
+    )
+
+
+def demo_policy() -> Policy:
+    path = files("guardian").joinpath("data/demo.yaml")
+    with_slack = os.environ.get("SLACK_WEBHOOK_URL")
+    policy = load_policy([str(path)])
+    if not with_slack:
+        return policy
+    from dataclasses import replace
+
+    from guardian.alerts import AlertsConfig
+
+    return replace(policy, alerts=AlertsConfig.model_validate({"slack": {"webhook_url": with_slack}}))
+
+
+class _ConsoleAlerts:
+    """An alert sink that shows each alert as it is delivered (Slack gets the same alerts when configured)."""
+
+    name = "console"
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def send(self, alert: Alert) -> None:
+        spent, limit = alert.spent.get("cost_usd", 0), alert.limit.get("cost_usd", 0)
+        if alert.kind == "threshold" and alert.threshold:
+            what = f"passed {alert.threshold:.0%} of its limit"
+        else:
+            what = "refused a call that would pass its limit"
+        self.console.print(
+            f"  [yellow]ALERT[/yellow] {alert.kind}: {alert.budget} ({alert.scope}) {what}: "
+            f"{usd(spent)} of {usd(limit)}, agent {alert.agent}, user {alert.user}"
+        )
+
+
+class _Progress(BaseCallbackHandler):
+    """Prints each model call as it is charged."""
+
+    def __init__(self, guard: Guardian, console: Console) -> None:
+        self.guard = guard
+        self.console = console
+        self.step = 0
+
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        self.step += 1
+        message = getattr(response.generations[0][0], "message", None)
+        usage = getattr(message, "usage_metadata", None) or {}
+        row = next((r for r in self.guard.status(budget="run-cap")), None)
+        spent = row.spent.cost_usd if row else 0
+        limit = row.limits.get("cost_usd", 0) if row else 0
+        self.console.print(
+            f"  step {self.step:>2}  prompt {usage.get('input_tokens', 0):>6,} tok  "
+            f"output {usage.get('output_tokens', 0):>3} tok   run spend {usd(spent)} of {usd(limit)}"
+        )
+
+
+def run_demo(*, store_url: str | None = None, max_steps: int = 60, console: Console | None = None) -> int:
+    """Returns the process exit code: 0 when Guardian stopped the runaway agent."""
+    console = console or Console(highlight=False)
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
+        wrapper_class=structlog.make_filtering_bound_logger(40),  # the console sink shows the alerts
+    )
+    policy = demo_policy()
+    logging.getLogger("langchain_core.callbacks.manager").setLevel(logging.ERROR)  # it repeats our halt
+    guard = Guardian(policy, store=store_url or "memory://", alert_sinks=[_ConsoleAlerts(console)])
+    store_name = type(guard.store).__name__
+    model = ScriptedChatModel(replies=[_next_query], cycle=True, model=MODEL, provider="openai", max_tokens=300)
+    graph = react_graph(model, [web_search])
+    console.print(f"[bold]Guardian demo[/bold]: a research agent on {MODEL} that never stops searching ({store_name}).")
+    console.print("  budget run-cap: $0.25 a run, alerts at 50% and 80%; the agent may take up to", max_steps, "steps\n")
+    progress = _Progress(guard, console)
+    handler = guard.callback(agent="researcher", user="alice", tenant="acme", tags=["demo"])
+    code = 1
+    try:
+        graph.invoke(
+            {"messages": [HumanMessage("Write a report on battery technology.")]},
+            config={"callbacks": [handler, progress], "recursion_limit": 2 * max_steps + 1},
+        )
+        console.print("[red]the agent finished without being stopped[/red]")
+    except GuardianHalt as halt:
+        guard.alerts.flush(5.0)
+        console.print(f"\n[bold green]stopped[/bold green] by Guardian: {type(halt).__name__}")
+        console.print(f"  {halt}")
+        console.print(f"  the provider was called {model.calls} times; the refused call was never sent")
+        code = 0
+    finally:
+        guard.alerts.flush(5.0)
+        guard.close()
+    return code

@@ -1,0 +1,59 @@
+"""Fixtures for supervisor and adapter tests: a Guardian on either store, a frozen clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from guardian import Guardian, Policy
+from guardian.alerts import RecordingSink
+from guardian.store import MemoryStore, RedisStore
+
+T0 = 1_795_000_000.0  # 2026-11-18T08:26:40Z
+
+
+class FakeClock:
+    """Time that moves only when a test says so."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+GuardianFactory = Callable[..., Guardian]
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def make_guardian(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[GuardianFactory]:
+    """Builds a Guardian from a policy dict on the parametrized store; closes them all afterwards."""
+    made: list[Guardian] = []
+
+    def make(policy: dict[str, Any], **options: Any) -> Guardian:
+        if request.param == "redis":
+            url: str = request.getfixturevalue("redis_url")
+            prefix: str = request.getfixturevalue("key_prefix")
+            options.setdefault("store", RedisStore.from_url(url))
+            options.setdefault("key_prefix", prefix)
+        else:
+            options.setdefault("store", MemoryStore())
+        options.setdefault("clock", clock)
+        options.setdefault("alert_sinks", [RecordingSink(all_kinds=True)])
+        guard = Guardian(Policy.from_dict({"version": 1, **policy}), **options)
+        made.append(guard)
+        return guard
+
+    yield make
+    for guard in made:
+        guard.close()

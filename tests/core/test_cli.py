@@ -1,0 +1,69 @@
+"""The guardian command line: validate, status, kill, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from guardian import Guardian, Policy
+from guardian.cli import app
+from guardian.testing import ScriptedChatModel
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_validate_prints_a_summary_for_a_valid_policy() -> None:
+    """A valid policy exits 0 with its budgets listed."""
+    result = runner.invoke(app, ["validate", str(ROOT / "policies")])
+    assert result.exit_code == 0, result.output
+    assert "valid" in result.output and "user-daily" in result.output
+
+
+def test_validate_lists_every_problem_and_fails(tmp_path: Path) -> None:
+    """A broken policy exits 1 and prints each problem with file:line and field."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nbudgets:\n  - name: x\n    scope: moon\n    limits: {llm_calls: 1}\n")
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:4: budgets[0].scope:" in result.output
+
+
+@pytest.mark.redis
+def test_status_and_kill_work_against_the_fleet_store(redis_url: str, key_prefix: str) -> None:
+    """status reads live spend from Redis; kill sets a flag an agent in another process would see."""
+    policy = Policy.from_dict(
+        {"version": 1, "budgets": [{"name": "daily", "scope": "user", "window": "day", "limits": {"cost_usd": 1}}]}
+    )
+    guard = Guardian(policy, store=redis_url, key_prefix=key_prefix)
+    model = ScriptedChatModel(replies=["hello"], cycle=True, max_tokens=10)
+    model.invoke("q", config={"callbacks": [guard.callback(user="alice", tenant="acme")]})
+    guard.flush()
+    common = ["--store", redis_url, "--prefix", key_prefix]
+    status = runner.invoke(app, ["status", *common, "--budget", "daily", "--json"])
+    assert status.exit_code == 0, status.output
+    (row,) = [json.loads(line) for line in status.output.splitlines()]
+    assert (row["budget"], row["tenant"], row["scope_key"]) == ("daily", "acme", "alice")
+    assert row["spent"]["llm_calls"] == 1 and row["spent"]["cost_usd"] > 0
+    table = runner.invoke(app, ["status", *common])
+    assert table.exit_code == 0 and "Guardian spend" in table.output
+    killed = runner.invoke(app, ["kill", "--user", "alice", *common])
+    assert killed.exit_code == 0, killed.output
+    assert ("user", "alice") in guard.kills()
+    assert "killed user 'alice'" in runner.invoke(app, ["status", *common]).output
+    assert runner.invoke(app, ["kill", "--user", "alice", "--clear", *common]).exit_code == 0
+    assert guard.kills() == []
+    assert runner.invoke(app, ["kill", *common]).exit_code == 2
+    guard.close()
+
+
+def test_demo_stops_the_runaway_agent_and_alerts() -> None:
+    """`guardian demo` on the embedded store: threshold alerts, then a BudgetExceeded halt, exit 0."""
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert "ALERT threshold" in result.output and "ALERT exceeded" in result.output
+    assert "stopped by Guardian: BudgetExceeded" in result.output
+    assert "the refused call was never sent" in result.output

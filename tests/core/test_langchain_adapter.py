@@ -1,0 +1,387 @@
+"""The LangChain/LangGraph adapter on real chat-model, graph and agent runs, on both stores."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import uuid
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from genai_prices import Usage, calc_price
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.tools import tool
+from langgraph.graph import END, START, StateGraph
+from structlog.testing import capture_logs
+
+import guardian
+from guardian import BudgetExceeded, GuardianError, GuardianHalt, RunKilled, UnknownModel
+from guardian.amounts import micro_usd
+from guardian.testing import ScriptedChatModel, react_graph, tool_call
+
+from .conftest import FakeClock, GuardianFactory
+
+
+def usage_reply(text: str, input_tokens: int, output_tokens: int, **details: Any) -> AIMessage:
+    usage: dict[str, Any] = {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+    }
+    usage.update(details)
+    return AIMessage(content=text, usage_metadata=usage)  # type: ignore[arg-type]
+
+
+def run_cap(**limits: Any) -> dict[str, Any]:
+    return {"budgets": [{"name": "run-cap", "scope": "run", "window": "run", "limits": limits}]}
+
+
+@tool
+def search(query: str) -> str:
+    """Search the web."""
+    return f"no results for {query}"
+
+
+def test_model_call_is_charged_its_exact_usage_and_price(make_guardian: GuardianFactory) -> None:
+    """Input, cached input and output tokens are committed as reported and priced as genai-prices prices them."""
+    guard = make_guardian(run_cap(cost_usd=5))
+    reply = usage_reply(
+        "hello",
+        12_000,
+        800,
+        input_token_details={"cache_read": 4_000},
+        output_token_details={"reasoning": 300},
+    )
+    model = ScriptedChatModel(replies=[reply], model="gpt-4o-mini", provider="openai", max_tokens=1000)
+    model.invoke("hi", config={"callbacks": [guard.callback(agent="a", user="u", tenant="t")]})
+    (row,) = guard.status()
+    expected = calc_price(
+        Usage(input_tokens=12_000, output_tokens=800, cache_read_tokens=4_000), "gpt-4o-mini", provider_id="openai"
+    ).total_price
+    assert (row.spent.input_tokens, row.spent.output_tokens, row.spent.total_tokens) == (12_000, 800, 12_800)
+    assert row.spent.cost_usd == micro_usd(expected)
+    assert row.spent.llm_calls == 1
+    assert row.reserved == guardian.guard.Amounts()
+
+
+def test_refusal_happens_before_the_provider_is_called(make_guardian: GuardianFactory) -> None:
+    """The call that would pass the limit raises BudgetExceeded and the model never runs."""
+    guard = make_guardian({"budgets": [{"name": "daily", "scope": "user", "window": "day", "limits": {"llm_calls": 2}}]})
+    model = ScriptedChatModel(replies=["ok"], cycle=True, max_tokens=10)
+    handler = guard.callback(user="alice")
+    model.invoke("1", config={"callbacks": [handler]})
+    model.invoke("2", config={"callbacks": [handler]})
+    with pytest.raises(BudgetExceeded) as caught:
+        model.invoke("3", config={"callbacks": [handler]})
+    assert model.calls == 2
+    err = caught.value
+    assert (err.budget, err.scope, err.scope_key, err.unit, err.limit, err.spent) == ("daily", "user", "alice", "llm_calls", 2, 2)
+    assert err.run_id is not None
+    assert "guardian status --budget daily" in str(err)
+    assert isinstance(err, RuntimeError) and isinstance(err, GuardianError) and isinstance(err, GuardianHalt)
+
+
+def test_runaway_graph_is_stopped(make_guardian: GuardianFactory) -> None:
+    """A ReAct graph that calls a tool forever halts at the run's llm_calls limit."""
+    guard = make_guardian(run_cap(llm_calls=5))
+    model = ScriptedChatModel(replies=[tool_call("search", {"query": "same"})], cycle=True, max_tokens=50)
+    graph = react_graph(model, [search])
+    with capture_logs() as logs, pytest.raises(BudgetExceeded) as caught:
+        graph.invoke({"messages": [HumanMessage("go")]}, config={"callbacks": [guard.callback(agent="r")]})
+    assert model.calls == 5
+    assert caught.value.budget == "run-cap"
+    events = [e["event"] for e in logs]
+    assert events.count("call_committed") == 5
+    assert "budget_exceeded" in events and events[-1] == "run_finished"
+    exceeded = next(e for e in logs if e["event"] == "budget_exceeded")
+    assert exceeded["run_id"] == caught.value.run_id and exceeded["agent"] == "r" and exceeded["limit"] == 5
+    (row,) = guard.status()
+    assert (row.spent.llm_calls, row.spent.tool_calls) == (5, 5)
+
+
+async def test_ainvoke_and_astream_are_guarded(make_guardian: GuardianFactory) -> None:
+    """The async paths count and refuse exactly like the sync ones."""
+    guard = make_guardian(run_cap(llm_calls=3))
+    model = ScriptedChatModel(replies=[tool_call("search", {"query": "q"})], cycle=True, max_tokens=50)
+    graph = react_graph(model, [search])
+    with pytest.raises(BudgetExceeded):
+        await graph.ainvoke({"messages": [HumanMessage("go")]}, config={"callbacks": [guard.callback()]})
+    assert model.calls == 3
+    with pytest.raises(BudgetExceeded):
+        async for _ in graph.astream({"messages": [HumanMessage("go")]}, config={"callbacks": [guard.callback()]}):
+            pass
+    assert model.calls == 6
+
+
+def test_handler_runs_inline_and_raises() -> None:
+    """Pinned: a sync handler that raises (raise_error) and runs inline, so async paths pay no thread hop."""
+    assert guardian.GuardianCallbackHandler.raise_error is True
+    assert guardian.GuardianCallbackHandler.run_inline is True
+
+
+def test_stream_is_cut_mid_way_and_what_arrived_is_committed(make_guardian: GuardianFactory) -> None:
+    """With no max_tokens, a stream's hold grows block by block and the stream halts when it cannot."""
+    guard = make_guardian(
+        {
+            "settings": {"default_max_output_tokens": 20, "stream_block_tokens": 20},
+            **run_cap(output_tokens=70),
+        }
+    )
+    model = ScriptedChatModel(replies=[" ".join(["word"] * 500)])
+    received = 0
+    with pytest.raises(BudgetExceeded) as caught:
+        for _ in model.stream("go", config={"callbacks": [guard.callback()]}):
+            received += 1
+    assert caught.value.unit == "output_tokens"
+    (row,) = guard.status()
+    assert row.reserved.output_tokens == 0
+    # The chunk whose callback halted was generated (and is paid for) but never handed to the caller.
+    assert row.spent.output_tokens == received + 1 == 60
+    assert row.spent.output_tokens <= 70
+
+
+def test_stream_with_usage_commits_the_final_chunk_usage(make_guardian: GuardianFactory) -> None:
+    """A finished stream is charged the usage reported in its last chunk, not the estimate."""
+    guard = make_guardian(run_cap(total_tokens=10_000))
+    model = ScriptedChatModel(replies=[usage_reply("a b c", 321, 3)], max_tokens=100)
+    chunks = list(model.stream("go", config={"callbacks": [guard.callback()]}))
+    assert len(chunks) == 4
+    (row,) = guard.status()
+    assert (row.spent.input_tokens, row.spent.output_tokens) == (321, 3)
+
+
+async def test_astream_is_cut_mid_way(make_guardian: GuardianFactory) -> None:
+    """astream halts mid-stream like stream does."""
+    guard = make_guardian(
+        {"settings": {"default_max_output_tokens": 10, "stream_block_tokens": 10}, **run_cap(output_tokens=30)}
+    )
+    model = ScriptedChatModel(replies=[" ".join(["w"] * 200)])
+    with pytest.raises(BudgetExceeded):
+        async for _ in model.astream("go", config={"callbacks": [guard.callback()]}):
+            pass
+    (row,) = guard.status()
+    assert row.spent.output_tokens <= 30 and row.reserved.output_tokens == 0
+
+
+class FanState(TypedDict):
+    results: Annotated[list[str], operator.add]
+
+
+def test_parallel_branches_share_the_run_budget(make_guardian: GuardianFactory) -> None:
+    """In a fan-out, reservations are atomic: 6 parallel branches against a limit of 2 make 2 calls."""
+    guard = make_guardian(run_cap(llm_calls=2))
+    model = ScriptedChatModel(replies=["x"], cycle=True, max_tokens=5)
+    graph = StateGraph(FanState)
+    names = [f"branch{i}" for i in range(6)]
+    for name in names:
+        graph.add_node(name, lambda s: {"results": [str(model.invoke("q").content)]})
+        graph.add_edge(START, name)
+        graph.add_edge(name, END)
+    with pytest.raises(BudgetExceeded):
+        graph.compile().invoke({"results": []}, config={"callbacks": [guard.callback()]})
+    assert model.calls == 2
+
+
+def test_subgraph_calls_count_toward_the_root_run(make_guardian: GuardianFactory) -> None:
+    """A subgraph's model calls belong to the root run: one run bucket for the whole invocation."""
+    guard = make_guardian(run_cap(llm_calls=10))
+    model = ScriptedChatModel(replies=["x"], cycle=True, max_tokens=5)
+
+    class S(TypedDict):
+        results: Annotated[list[str], operator.add]
+
+    inner = StateGraph(S)
+    inner.add_node("ask", lambda s: {"results": [str(model.invoke("q").content)]})
+    inner.add_edge(START, "ask")
+    outer = StateGraph(S)
+    outer.add_node("first", lambda s: {"results": [str(model.invoke("q").content)]})
+    outer.add_node("sub", inner.compile())
+    outer.add_edge(START, "first")
+    outer.add_edge("first", "sub")
+    run_id = uuid.uuid4()
+    outer.compile().invoke({"results": []}, config={"callbacks": [guard.callback()], "run_id": run_id})
+    (row,) = guard.status()
+    assert row.scope_key == str(run_id)
+    assert row.spent.llm_calls == 2
+
+
+def test_create_agent_loop_is_stopped(make_guardian: GuardianFactory) -> None:
+    """langchain's create_agent: the halt raised in the model callback reaches the caller."""
+    from langchain.agents import create_agent
+
+    guard = make_guardian(run_cap(llm_calls=4))
+    model = ScriptedChatModel(replies=[tool_call("search", {"query": "again"})], cycle=True, max_tokens=20)
+    agent = create_agent(model, tools=[search])
+    with pytest.raises(BudgetExceeded):
+        agent.invoke({"messages": [HumanMessage("go")]}, config={"callbacks": [guard.callback()]})
+    assert model.calls == 4
+
+
+def test_a_tripped_run_refuses_every_later_call(make_guardian: GuardianFactory) -> None:
+    """A halt swallowed by ToolNode(handle_tool_errors=True) still stops the run at the next model call."""
+    guard = make_guardian(run_cap(tool_calls=2))
+    model = ScriptedChatModel(replies=[tool_call("search", {"query": "q"})], cycle=True, max_tokens=20)
+    graph = react_graph(model, [search], handle_tool_errors=True)
+    with pytest.raises(BudgetExceeded) as caught:
+        graph.invoke({"messages": [HumanMessage("go")]}, config={"callbacks": [guard.callback()]})
+    assert caught.value.unit == "tool_calls"
+    assert model.calls == 3  # the third reply asked for the refused tool call; no fourth call was paid for
+
+
+def test_identity_comes_from_the_handler_and_can_be_overridden_per_run(make_guardian: GuardianFactory) -> None:
+    """Config metadata guardian_user/guardian_agent/guardian_tenant override the handler's identity for a run."""
+    guard = make_guardian(
+        {"budgets": [{"name": "per-user", "scope": "user", "window": "day", "limits": {"llm_calls": 100}}]}
+    )
+    model = ScriptedChatModel(replies=["x"], cycle=True, max_tokens=5)
+    handler = guard.callback(agent="a", user="alice", tenant="acme")
+    model.invoke("q", config={"callbacks": [handler]})
+    model.invoke("q", config={"callbacks": [handler], "metadata": {"guardian_user": "bob", "guardian_tenant": "beta"}})
+    rows = {(r.tenant, r.scope_key): r.spent.llm_calls for r in guard.status()}
+    assert rows == {("acme", "alice"): 1, ("beta", "bob"): 1}
+
+
+def test_budgets_apply_only_where_they_match(make_guardian: GuardianFactory) -> None:
+    """match globs and tags select the budgets of a run."""
+    guard = make_guardian(
+        {
+            "budgets": [
+                {
+                    "name": "prod-research",
+                    "scope": "agent",
+                    "window": "day",
+                    "match": {"agent": "research-*", "tags": ["prod"]},
+                    "limits": {"llm_calls": 1},
+                }
+            ]
+        }
+    )
+    model = ScriptedChatModel(replies=["x"], cycle=True, max_tokens=5)
+    for _ in range(3):
+        model.invoke("q", config={"callbacks": [guard.callback(agent="research-1", tags=["dev"])]})
+        model.invoke("q", config={"callbacks": [guard.callback(agent="writer", tags=["prod"])]})
+    model.invoke("q", config={"callbacks": [guard.callback(agent="research-1", tags=["prod", "eu"])]})
+    with pytest.raises(BudgetExceeded):
+        model.invoke("q", config={"callbacks": [guard.callback(agent="research-1", tags=["prod"])]})
+
+
+def test_unknown_model_is_refused_before_the_call(make_guardian: GuardianFactory) -> None:
+    """unknown_model: block refuses a model with no price, naming it; warn lets it through and logs."""
+    guard = make_guardian(run_cap(llm_calls=10))
+    model = ScriptedChatModel(replies=["x"], cycle=True, model="acme-secret-model-9", max_tokens=5)
+    with pytest.raises(UnknownModel, match="acme-secret-model-9"):
+        model.invoke("q", config={"callbacks": [guard.callback()]})
+    assert model.calls == 0
+    warn = make_guardian({"settings": {"unknown_model": "warn"}, **run_cap(llm_calls=10)})
+    with capture_logs() as logs:
+        model.invoke("q", config={"callbacks": [warn.callback()]})
+    assert model.calls == 1
+    assert any(e["event"] == "unknown_model" and e["action"] == "warn" for e in logs)
+
+
+def test_price_overrides_from_the_policy_are_used(make_guardian: GuardianFactory) -> None:
+    """A model priced under `prices:` is charged at that price, cache reads at their own rate."""
+    guard = make_guardian(
+        {"prices": {"my-finetune": {"input": "0.30", "output": "1.20", "cache_read": "0.03"}}, **run_cap(cost_usd=1)}
+    )
+    reply = usage_reply("x", 10_000, 1_000, input_token_details={"cache_read": 2_000})
+    model = ScriptedChatModel(replies=[reply], model="my-finetune", max_tokens=1000)
+    model.invoke("q", config={"callbacks": [guard.callback()]})
+    (row,) = guard.status()
+    assert row.spent.cost_usd == 8_000 * 0.30 + 2_000 * 0.03 + 1_000 * 1.20  # micro-USD: 2400 + 60 + 1200
+
+
+def test_kill_flag_halts_the_next_call(make_guardian: GuardianFactory) -> None:
+    """guardian kill --agent: the agent's next model call is refused with RunKilled; clearing re-enables it."""
+    guard = make_guardian(run_cap(llm_calls=10))
+    model = ScriptedChatModel(replies=["x"], cycle=True, max_tokens=5)
+    guard.kill(agent="rogue")
+    with capture_logs() as logs, pytest.raises(RunKilled, match="rogue"):
+        model.invoke("q", config={"callbacks": [guard.callback(agent="rogue")]})
+    assert any(e["event"] == "run_killed" and e["target"] == "agent" for e in logs)
+    model.invoke("q", config={"callbacks": [guard.callback(agent="other")]})
+    guard.kill(agent="rogue", clear=True)
+    model.invoke("q", config={"callbacks": [guard.callback(agent="rogue")]})
+    assert model.calls == 2
+
+
+def test_alert_only_budget_records_but_never_halts(make_guardian: GuardianFactory) -> None:
+    """action: alert logs budget_exceeded (action alert) once and lets the run go on."""
+    guard = make_guardian(
+        {
+            "budgets": [
+                {"name": "watch", "scope": "tenant", "window": "month", "limits": {"llm_calls": 2}, "action": "alert"}
+            ]
+        }
+    )
+    model = ScriptedChatModel(replies=["x"], cycle=True, max_tokens=5)
+    with capture_logs() as logs:
+        for _ in range(5):
+            model.invoke("q", config={"callbacks": [guard.callback(tenant="acme")]})
+    assert model.calls == 5
+    exceeded = [e for e in logs if e["event"] == "budget_exceeded"]
+    assert len(exceeded) == 1 and exceeded[0]["action"] == "alert"
+
+
+def test_day_window_rolls_over_at_local_midnight(make_guardian: GuardianFactory, clock: FakeClock) -> None:
+    """A daily budget in Europe/Paris resets at Paris midnight (23:00 UTC in winter), not UTC midnight."""
+    from datetime import UTC, datetime
+
+    clock.now = datetime(2026, 11, 18, 22, 30, tzinfo=UTC).timestamp()  # 23:30 in Paris
+    guard = make_guardian(
+        {
+            "budgets": [
+                {
+                    "name": "paris-daily",
+                    "scope": "user",
+                    "window": "day",
+                    "timezone": "Europe/Paris",
+                    "limits": {"llm_calls": 1},
+                }
+            ]
+        }
+    )
+    model = ScriptedChatModel(replies=["x"], cycle=True, max_tokens=5)
+    handler = guard.callback(user="u")
+    model.invoke("q", config={"callbacks": [handler]})
+    with pytest.raises(BudgetExceeded):
+        model.invoke("q", config={"callbacks": [handler]})
+    clock.now = datetime(2026, 11, 18, 23, 0, 1, tzinfo=UTC).timestamp()  # 00:00:01 on the 19th in Paris
+    model.invoke("q", config={"callbacks": [handler]})
+    windows = sorted(r.window for r in guard.status())
+    assert windows == ["2026-11-18", "2026-11-19"]
+
+
+def test_handler_forgets_finished_runs(make_guardian: GuardianFactory) -> None:
+    """Nothing leaks: after runs finish or halt, the handler holds no run state."""
+    guard = make_guardian(run_cap(llm_calls=3))
+    model = ScriptedChatModel(replies=[tool_call("search", {"query": "q"})], cycle=True, max_tokens=5)
+    handler = guard.callback()
+    for _ in range(3):
+        with pytest.raises(BudgetExceeded):
+            react_graph(model, [search]).invoke({"messages": [HumanMessage("go")]}, config={"callbacks": [handler]})
+    assert handler.active_runs == 0
+    assert not handler._root_of and not handler._members
+
+
+def test_concurrent_async_runs_do_not_mix(make_guardian: GuardianFactory) -> None:
+    """Ten concurrent ainvoke runs each get their own run budget."""
+    guard = make_guardian(run_cap(llm_calls=2))
+    model = ScriptedChatModel(replies=[tool_call("search", {"query": "q"})], cycle=True, max_tokens=5)
+    graph = react_graph(model, [search])
+    handler = guard.callback()
+
+    async def one() -> BaseException | None:
+        try:
+            await graph.ainvoke({"messages": [HumanMessage("go")]}, config={"callbacks": [handler]})
+        except BudgetExceeded as exc:
+            return exc
+        return None
+
+    async def all_runs() -> list[BaseException | None]:
+        return list(await asyncio.gather(*(one() for _ in range(10))))
+
+    results = asyncio.run(all_runs())
+    assert all(isinstance(r, BudgetExceeded) for r in results)
+    assert model.calls == 20
+    assert len({r.run_id for r in results if isinstance(r, BudgetExceeded)}) == 10
