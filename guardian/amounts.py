@@ -5,7 +5,7 @@ Money is never a float here: ``cost_usd`` is counted in micro-dollars (1 USD = 1
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
 __all__ = ["METRICS", "MICRO_USD", "Amounts", "micro_usd", "usd"]
@@ -44,10 +44,11 @@ class Amounts:
         )
 
     @classmethod
-    def from_vector(cls, values: "list[int] | tuple[int, ...]") -> Amounts:
+    def from_vector(cls, values: list[int] | tuple[int, ...]) -> Amounts:
+        """``values`` are ints, one per metric (the stores hand over exactly that)."""
         if len(values) != len(METRICS):
             raise ValueError(f"expected {len(METRICS)} counters, got {len(values)}")
-        return cls(*(int(v) for v in values))
+        return cls(*values)
 
     def __add__(self, other: Amounts) -> Amounts:
         return Amounts(*(a + b for a, b in zip(self.as_vector(), other.as_vector(), strict=True)))
@@ -60,7 +61,7 @@ class Amounts:
         return value
 
     def nonzero(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
+        return {m: v for m, v in zip(METRICS, self.as_vector(), strict=True) if v}
 
 
 def micro_usd(dollars: Decimal | int | str) -> int:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -127,6 +129,11 @@ def demo(
     """A runaway LangGraph agent, stopped by Guardian (embedded store unless --store or $GUARDIAN_STORE_URL)."""
     from guardian.demo import run_demo
 
+    # The CLI is an application, so it may configure logging: the demo's console sink shows the alerts.
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
+    )
     raise typer.Exit(run_demo(store_url=store or os.environ.get(STORE_URL_ENV), max_steps=steps, console=out))
 
 

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
 
-import structlog
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import LLMResult
@@ -108,10 +107,6 @@ class _Progress(BaseCallbackHandler):
 def run_demo(*, store_url: str | None = None, max_steps: int = 60, console: Console | None = None) -> int:
     """Returns the process exit code: 0 when Guardian stopped the runaway agent."""
     console = console or Console(highlight=False)
-    structlog.configure(
-        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
-        wrapper_class=structlog.make_filtering_bound_logger(40),  # the console sink shows the alerts
-    )
     policy = demo_policy()
     logging.getLogger("langchain_core.callbacks.manager").setLevel(logging.ERROR)  # it repeats our halt
     guard = Guardian(policy, store=store_url or "memory://", alert_sinks=[_ConsoleAlerts(console)])

@@ -8,6 +8,7 @@ name can contain a separator or a hash-tag brace and two different names never c
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote, unquote
@@ -19,7 +20,12 @@ KillTarget = Literal["run", "agent", "user", "tenant"]
 _GLOBAL_TAG = "g"
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-~@+]+")
+
+
 def escape(segment: str) -> str:
+    if _PLAIN.fullmatch(segment):
+        return segment  # what quote() would return unchanged, without its cost on every call
     if segment == "":
         return "%"  # a lone '%' can never come out of quote(), so the empty name stays distinct
     return quote(segment, safe="@+")
@@ -52,10 +58,6 @@ class KeyBuilder:
     def bucket(self, b: BucketKey) -> str:
         parts = (escape(b.budget), escape(b.scope), escape(b.scope_key), escape(b.window))
         return f"{self.prefix}{{{self._tag(b.tenant)}}}:b:{':'.join(parts)}"
-
-    def reservations(self, bucket_key: str) -> str:
-        """The sorted set of a bucket's live reservations, in the bucket's slot."""
-        return bucket_key + ":rx"
 
     def call_marker(self, tenant: str | None, call_id: str) -> str:
         return f"{self.prefix}{{{self._tag(tenant)}}}:c:{escape(call_id)}"

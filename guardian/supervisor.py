@@ -73,6 +73,11 @@ class CallState:
     tokens_seen: int = 0
 
 
+def _wants_states(bound: list[_Bound]) -> bool:
+    """Bucket states are only read for alerts: thresholds, or budgets that alert instead of halting."""
+    return any(b.budget.alert_at or not b.budget.enforced for b in bound)
+
+
 @dataclass
 class _Bound:
     """A budget resolved for one run: its store target and where it stands."""
@@ -98,9 +103,16 @@ class RunState:
     halt: GuardianHalt | None = None
     spent: Amounts = field(default_factory=Amounts)
     extra: dict[str, Any] = field(default_factory=dict)  # per-run state of other components (loop detector)
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    budget_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.fields = {"run_id": self.run_id, **self.identity.log_fields()}
+        self.budget_names = tuple(b.name for b in self.budgets)
 
     def log_fields(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, **self.identity.log_fields()}
+        return self.fields
 
 
 class Supervisor:
@@ -128,13 +140,14 @@ class Supervisor:
         self._outage_lock = threading.Lock()
         self._alerted: set[str] = set()
         self._budget_cache: dict[Identity, list[Budget]] = {}
+        # Per identity: its buckets of non-run budgets (valid until the earliest window end) and kill checks.
+        self._shared_bound: dict[Identity, tuple[float, list[_Bound]]] = {}
+        self._identity_kills: dict[Identity, list[KillCheck]] = {}
 
     # -- runs ----------------------------------------------------------------------------------------
 
     def start_run(self, run_id: str, identity: Identity) -> RunState:
-        budgets = self._budget_cache.get(identity)
-        if budgets is None:
-            budgets = self._budget_cache[identity] = self.policy.budgets_for(identity)
+        budgets = self._budgets_of(identity)
         run = RunState(
             run_id=run_id,
             identity=identity,
@@ -142,7 +155,7 @@ class Supervisor:
             kill_checks=self._kill_checks(run_id, identity),
             started_at=self.clock(),
         )
-        self.log.info("run_started", **run.log_fields(), budgets=[b.name for b in budgets])
+        self.log.info("run_started", **run.fields, budgets=run.budget_names)
         return run
 
     def end_run(self, run: RunState, *, error: BaseException | None = None) -> None:
@@ -199,6 +212,7 @@ class Supervisor:
             now=now,
             ttl_s=self._settings.reservation_ttl_s,
             kill_checks=run.kill_checks,
+            want_states=_wants_states(bound),
         )
         result = self._reserve(run, request, op="reserve")
         if isinstance(result, Decision):
@@ -219,11 +233,12 @@ class Supervisor:
             return PROCEED
         self.log.debug(
             "call_reserved",
-            **run.log_fields(),
+            **run.fields,
             call_id=call_id,
             model=model,
-            budgets=[b.budget.name for b in bound],
-            **{f"reserved_{k}": v for k, v in estimate.nonzero().items()},
+            budgets=run.budget_names,
+            reserved_tokens=estimate.total_tokens,
+            reserved_cost_usd=estimate.cost_usd,
         )
         self._after_reserve(run, bound, result, now)
         return PROCEED
@@ -262,6 +277,9 @@ class Supervisor:
             call = run.calls.pop(call_id, None)
         if call is None:
             return Amounts()
+        if usage is None:
+            # Streams report usage only when asked (e.g. ChatOpenAI(stream_usage=True)); the estimate stands in.
+            self.log.info("usage_estimated", **run.log_fields(), call_id=call_id, model=call.model)
         return self._settle(run, call, usage or self._fallback_usage(call))
 
     def llm_call_failed(self, run: RunState, call_id: str) -> Amounts:
@@ -287,6 +305,7 @@ class Supervisor:
             now=now,
             mode=ChargeMode.CHARGE,
             kill_checks=run.kill_checks,
+            want_states=_wants_states(bound),
         )
         result = self._reserve(run, request, op="tool_call")
         if isinstance(result, Decision):
@@ -325,11 +344,13 @@ class Supervisor:
             run.spent = run.spent + actual
         self.log.debug(
             "call_committed",
-            **run.log_fields(),
+            **run.fields,
             call_id=call.call_id,
             model=call.model,
-            **{k: v for k, v in actual.nonzero().items()},
-            estimate_tokens=call.estimate.total_tokens,
+            input_tokens=actual.input_tokens,
+            output_tokens=actual.output_tokens,
+            cost_usd=actual.cost_usd,
+            estimated_tokens=call.estimate.total_tokens,
         )
         return actual
 
@@ -510,34 +531,59 @@ class Supervisor:
         )
 
     def _bind(self, run: RunState, now: float) -> list[_Bound]:
+        """The store targets of a run's budgets; rebuilt when a window rolls over or hourly (run-bucket TTLs)."""
         if now < run.bound_until:
             return run.bound
-        bound: list[_Bound] = []
-        until = now + TARGETS_REFRESH_S
-        for budget in run.budgets:
-            span = window_span(budget.window, budget.timezone, now)
-            scope_key = run.identity.scope_key(budget.scope, run.run_id)
-            tenant = None if budget.scope == "global" else run.identity.tenant
-            key = self.keys.bucket(BucketKey(tenant, budget.name, budget.scope, scope_key, span.id))
-            if span.end is None:
-                expires = now + self._settings.run_ttl_s
-            else:
-                expires = span.end + WINDOW_GRACE_S
-                until = min(until, span.end)
-            target = Target(key, self.keys.reservations(key), budget.limits, expires, budget.enforced)
-            bound.append(_Bound(budget, target, scope_key, span.id, span.end))
+        until, shared = self._bind_shared(run.identity, now)
+        bound = [self._bound(run.identity, run.run_id, b, now) for b in run.budgets if b.scope == "run"]
+        bound += shared
         with run.lock:
-            run.bound, run.bound_until = bound, until
+            run.bound, run.bound_until = bound, min(until, now + TARGETS_REFRESH_S)
         return bound
 
+    def _bind_shared(self, identity: Identity, now: float) -> tuple[float, list[_Bound]]:
+        """Buckets of an identity's agent/user/tenant/global budgets: the same for all its runs, so cached."""
+        cached = self._shared_bound.get(identity)
+        if cached is not None and now < cached[0]:
+            return cached
+        budgets = self._budgets_of(identity)
+        bound = [self._bound(identity, "", b, now) for b in budgets if b.scope != "run"]
+        until = min([now + TARGETS_REFRESH_S, *(b.window_end for b in bound if b.window_end is not None)])
+        if len(self._shared_bound) > 10_000:
+            self._shared_bound.clear()
+        self._shared_bound[identity] = (until, bound)
+        return until, bound
+
+    def _bound(self, identity: Identity, run_id: str, budget: Budget, now: float) -> _Bound:
+        span = window_span(budget.window, budget.timezone, now)
+        scope_key = identity.scope_key(budget.scope, run_id)
+        tenant = None if budget.scope == "global" else identity.tenant
+        key = self.keys.bucket(BucketKey(tenant, budget.name, budget.scope, scope_key, span.id))
+        expires = now + self._settings.run_ttl_s if span.end is None else span.end + WINDOW_GRACE_S
+        target = Target(key, budget.limits, expires, budget.enforced)
+        return _Bound(budget, target, scope_key, span.id, span.end)
+
+    def _budgets_of(self, identity: Identity) -> list[Budget]:
+        budgets = self._budget_cache.get(identity)
+        if budgets is None:
+            if len(self._budget_cache) > 10_000:
+                self._budget_cache.clear()
+            budgets = self._budget_cache[identity] = self.policy.budgets_for(identity)
+        return budgets
+
     def _kill_checks(self, run_id: str, identity: Identity) -> list[KillCheck]:
-        pairs: list[tuple[KillTarget, str]] = [
-            ("run", run_id),
-            ("agent", identity.agent),
-            ("user", identity.user),
-            ("tenant", identity.tenant),
-        ]
-        return [KillCheck(self.keys.kill(t, v), t, v) for t, v in pairs]
+        shared = self._identity_kills.get(identity)
+        if shared is None:
+            pairs: list[tuple[KillTarget, str]] = [
+                ("agent", identity.agent),
+                ("user", identity.user),
+                ("tenant", identity.tenant),
+            ]
+            shared = [KillCheck(self.keys.kill(t, v), t, v) for t, v in pairs]
+            if len(self._identity_kills) > 10_000:
+                self._identity_kills.clear()
+            self._identity_kills[identity] = shared
+        return [KillCheck(self.keys.kill("run", run_id), "run", run_id), *shared]
 
 
 def _dedup_key(kind: str, b: _Bound, threshold: float) -> str:

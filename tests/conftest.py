@@ -8,8 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+import structlog
 
 REDIS_URL = os.environ.get("GUARDIAN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """A test that runs the CLI (an application, which configures structlog) must not leak that config."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

@@ -46,7 +46,6 @@ class Target:
     """
 
     key: str
-    reservations_key: str
     limits: tuple[int, ...]
     expires_at: float
     enforce: bool = True
@@ -72,6 +71,7 @@ class ReserveRequest:
     ttl_s: float = 600.0
     mode: ChargeMode = ChargeMode.RESERVE
     kill_checks: Sequence[KillCheck] = ()
+    want_states: bool = True  # False: the caller needs no bucket states back (saves building them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +86,7 @@ class CommitRequest:
     amount: Amounts
     now: float
     marker_key: str
-    marker_ttl_s: float = 86_400.0
+    marker_ttl_s: float = 6 * 3600.0  # outlives any retry of a queued commit; one small key per call
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +113,8 @@ class BucketState:
 
 @dataclass(frozen=True, slots=True)
 class ReserveResult:
-    """``states`` holds each target's state after the request (before it, when refused)."""
+    """``states`` holds each target's state after the request (before it, when refused); empty when the
+    request did not want them."""
 
     killed: KillCheck | None = None
     refusal: Refusal | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -24,6 +25,8 @@ from guardian.store.base import (
 __all__ = ["MemoryStore"]
 
 _N = len(METRICS)
+_INF = float("inf")
+MAX_MARKERS = 200_000  # commit retries arrive within seconds; the oldest markers go first
 
 
 @dataclass
@@ -31,77 +34,97 @@ class _Bucket:
     spent: list[int] = field(default_factory=lambda: [0] * _N)
     reserved: list[int] = field(default_factory=lambda: [0] * _N)
     holds: dict[str, tuple[float, list[int]]] = field(default_factory=dict)  # call id -> (expiry, amounts)
+    next_expiry: float = _INF  # no hold can have expired before this
     expires_at: float = 0.0
 
     def purge(self, now: float) -> None:
+        if now < self.next_expiry:
+            return
         for call_id in [cid for cid, (exp, _) in self.holds.items() if exp <= now]:
             self.drop(call_id)
+        self.next_expiry = min((exp for exp, _ in self.holds.values()), default=_INF)
 
-    def drop(self, call_id: str) -> None:
+    def drop(self, call_id: str) -> list[int] | None:
         hold = self.holds.pop(call_id, None)
-        if hold is not None:
-            for i, value in enumerate(hold[1]):
-                self.reserved[i] -= value
+        if hold is None:
+            return None
+        reserved = self.reserved
+        for i, value in enumerate(hold[1]):
+            reserved[i] -= value
+        return hold[1]
+
+    def hold(self, call_id: str, expiry: float, amounts: list[int]) -> None:
+        self.holds[call_id] = (expiry, amounts)
+        reserved = self.reserved
+        for i, value in enumerate(amounts):
+            reserved[i] += value
+        if expiry < self.next_expiry:
+            self.next_expiry = expiry
 
     def state(self) -> BucketState:
-        return BucketState(Amounts.from_vector(self.spent), Amounts.from_vector(self.reserved))
+        return BucketState(Amounts(*self.spent), Amounts(*self.reserved))
 
 
 class MemoryStore(Store):
-    """Thread-safe, one process. Expired buckets and flags are swept as time passes."""
+    """Thread-safe, one process. Expired buckets, holds and flags are swept as time passes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
         self._flags: dict[str, float | None] = {}  # key -> expiry (None: never)
+        self._markers: OrderedDict[str, float] = OrderedDict()  # committed call markers -> expiry
         self._last_sweep = 0.0
 
     def reserve(self, request: ReserveRequest) -> ReserveResult:
         amount = request.amount.as_vector()
+        now = request.now
         with self._lock:
-            self._sweep(request.now)
-            for check in request.kill_checks:
-                if self._flag_alive(check.key, request.now):
-                    return ReserveResult(killed=check)
-            buckets = [self._bucket(t, request.now, create=False) for t in request.targets]
+            self._sweep(now)
+            if self._flags:
+                for check in request.kill_checks:
+                    if self._flag_alive(check.key, now):
+                        return ReserveResult(killed=check)
+            buckets = [self._existing(t, now) for t in request.targets]
+            replacing = request.mode == ChargeMode.RESERVE
             for index, (target, bucket) in enumerate(zip(request.targets, buckets, strict=True)):
-                held = bucket.holds.get(request.call_id)
-                refusal = _check(
-                    index, target, bucket, amount, held if request.mode == ChargeMode.RESERVE else None
-                )
+                if not target.enforce:
+                    continue
+                held = bucket.holds.get(request.call_id) if replacing else None
+                refusal = _check(index, target, bucket, amount, held[1] if held else None)
                 if refusal is not None:
                     return ReserveResult(refusal=refusal, states=[b.state() for b in buckets])
-            expiry = request.now + request.ttl_s
+            expiry = now + request.ttl_s
             for target, bucket in zip(request.targets, buckets, strict=True):
-                self._buckets.setdefault(target.key, bucket)
+                if bucket.expires_at == 0.0:
+                    self._buckets[target.key] = bucket
+                if target.expires_at > bucket.expires_at:
+                    bucket.expires_at = target.expires_at
                 if request.mode == ChargeMode.CHARGE:
+                    spent = bucket.spent
                     for i, value in enumerate(amount):
-                        bucket.spent[i] += value
+                        spent[i] += value
                     continue
-                previous = bucket.holds.get(request.call_id)
-                if request.mode == ChargeMode.RESERVE:
-                    bucket.drop(request.call_id)
-                    hold = list(amount)
-                else:
-                    bucket.drop(request.call_id)
-                    hold = [a + b for a, b in zip(previous[1] if previous else [0] * _N, amount, strict=True)]
-                bucket.holds[request.call_id] = (expiry, hold)
-                for i, value in enumerate(hold):
-                    bucket.reserved[i] += value
-            return ReserveResult(states=[b.state() for b in buckets])
+                previous = bucket.drop(request.call_id)
+                hold = list(amount)
+                if request.mode == ChargeMode.EXTEND and previous is not None:
+                    hold = [a + b for a, b in zip(previous, amount, strict=True)]
+                bucket.hold(request.call_id, expiry, hold)
+            return ReserveResult(states=[b.state() for b in buckets] if request.want_states else ())
 
     def commit(self, request: CommitRequest) -> None:
         amount = request.amount.as_vector()
         with self._lock:
             self._sweep(request.now)
-            first = not self._flag_alive(request.marker_key, request.now)
-            self._flags[request.marker_key] = request.now + request.marker_ttl_s
+            first = self._mark(request.marker_key, request.now, request.now + request.marker_ttl_s)
             for target in request.targets:
-                bucket = self._bucket(target, request.now)
+                bucket = self._buckets.get(target.key)
+                if bucket is None:
+                    bucket = self._buckets[target.key] = _Bucket(expires_at=target.expires_at)
                 bucket.drop(request.call_id)
                 if first:
+                    spent = bucket.spent
                     for i, value in enumerate(amount):
-                        bucket.spent[i] += value
+                        spent[i] += value
 
     def release(self, request: ReleaseRequest) -> None:
         with self._lock:
@@ -147,7 +170,16 @@ class MemoryStore(Store):
 
     def flags(self, pattern: str, now: float) -> list[str]:
         with self._lock:
-            return sorted(k for k in self._flags if fnmatchcase(k, pattern) and self._flag_alive(k, now))
+            return sorted(k for k in list(self._flags) if fnmatchcase(k, pattern) and self._flag_alive(k, now))
+
+    def _mark(self, key: str, now: float, expiry: float) -> bool:
+        """Record a commit marker; True the first time (or once the earlier one expired)."""
+        previous = self._markers.get(key)
+        self._markers[key] = expiry
+        self._markers.move_to_end(key)
+        if len(self._markers) > MAX_MARKERS:
+            self._markers.popitem(last=False)
+        return previous is None or previous <= now
 
     def _flag_alive(self, key: str, now: float) -> bool:
         if key not in self._flags:
@@ -158,14 +190,12 @@ class MemoryStore(Store):
             return False
         return True
 
-    def _bucket(self, target: Target, now: float, *, create: bool = True) -> _Bucket:
+    def _existing(self, target: Target, now: float) -> _Bucket:
+        """The bucket, or a fresh one not yet stored (a refused first request must leave nothing behind)."""
         bucket = self._buckets.get(target.key)
         if bucket is None:
-            bucket = _Bucket()
-            if create:
-                self._buckets[target.key] = bucket
+            return _Bucket()
         bucket.purge(now)
-        bucket.expires_at = max(bucket.expires_at, target.expires_at)
         return bucket
 
     def _sweep(self, now: float) -> None:
@@ -173,25 +203,25 @@ class MemoryStore(Store):
         if now - self._last_sweep < 60:
             return
         self._last_sweep = now
-        for key in [k for k, b in self._buckets.items() if b.expires_at <= now]:
+        for key in [k for k, b in self._buckets.items() if 0 < b.expires_at <= now]:
             del self._buckets[key]
         for key in [k for k, e in self._flags.items() if e is not None and e <= now]:
             del self._flags[key]
+        while self._markers:
+            key, expiry = next(iter(self._markers.items()))
+            if expiry > now:
+                break
+            del self._markers[key]
 
 
 def _check(
-    index: int,
-    target: Target,
-    bucket: _Bucket,
-    amount: tuple[int, ...],
-    replaced: tuple[float, list[int]] | None,
+    index: int, target: Target, bucket: _Bucket, amount: tuple[int, ...], replaced: list[int] | None
 ) -> Refusal | None:
-    if not target.enforce:
-        return None
+    spent, reserved = bucket.spent, bucket.reserved
     for i, limit in enumerate(target.limits):
         if limit == NO_LIMIT or amount[i] == 0:
             continue
-        current = bucket.spent[i] + bucket.reserved[i] - (replaced[1][i] if replaced else 0)
+        current = spent[i] + reserved[i] - (replaced[i] if replaced else 0)
         if current + amount[i] > limit:
             return Refusal(index, METRICS[i], limit, current, amount[i])
     return None

@@ -66,14 +66,14 @@ class _Batch:
         self.count += 1
         self.ops += ["C", c.call_id, self.key(c.marker_key), _ms(c.marker_ttl_s), len(c.targets)]
         for t in c.targets:
-            self.ops += [self.key(t.key), self.key(t.reservations_key), _ttl_ms(t, c.now)]
+            self.ops += [self.key(t.key), _ttl_ms(t, c.now)]
         self.ops += list(c.amount.as_vector())
 
     def release(self, r: ReleaseRequest) -> None:
         self.count += 1
         self.ops += ["X", r.call_id, len(r.targets)]
         for t in r.targets:
-            self.ops += [self.key(t.key), self.key(t.reservations_key)]
+            self.ops.append(self.key(t.key))
 
     def reserve(self, r: ReserveRequest) -> None:
         self.count += 1
@@ -81,7 +81,7 @@ class _Batch:
         self.ops += [self.key(k.key) for k in r.kill_checks]
         self.ops.append(len(r.targets))
         for t in r.targets:
-            self.ops += [self.key(t.key), self.key(t.reservations_key), _ttl_ms(t, r.now), int(t.enforce)]
+            self.ops += [self.key(t.key), _ttl_ms(t, r.now), int(t.enforce)]
             self.ops += list(t.limits)
         self.ops += list(r.amount.as_vector())
 
@@ -176,17 +176,14 @@ class RedisStore(Store):
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
                 pipe.hgetall(key)
-                pipe.zrangebyscore(key + ":rx", "-inf", _ms(now))
             raw = pipe.execute()
         except redis.RedisError as exc:
             raise _store_error("read", exc) from exc
-        return [_bucket_state(raw[2 * i], raw[2 * i + 1]) for i in range(len(keys))]
+        return [_bucket_state(fields, _ms(now)) for fields in raw]
 
     def scan(self, pattern: str, now: float) -> Iterator[tuple[str, BucketState]]:
         try:
-            keys = sorted(
-                k.decode() for k in self.client.scan_iter(match=pattern, count=1000) if not k.endswith(b":rx")
-            )
+            keys = sorted(k.decode() for k in self.client.scan_iter(match=pattern, count=1000))
         except redis.RedisError as exc:
             raise _store_error("scan", exc) from exc
         for key, state in zip(keys, self.read(keys, now), strict=True):
@@ -317,7 +314,7 @@ def _states(values: list[int], count: int) -> list[BucketState]:
 def _parse_reserve(reply: list[int], request: ReserveRequest) -> ReserveResult:
     status = reply[0]
     if status == 0:
-        return ReserveResult(states=_states(reply[1:], len(request.targets)))
+        return ReserveResult(states=_states(reply[1:], len(request.targets)) if request.want_states else ())
     if status == 1:
         check: KillCheck = request.kill_checks[reply[1]]
         return ReserveResult(killed=check)
@@ -330,14 +327,16 @@ def _parse_reserve(reply: list[int], request: ReserveRequest) -> ReserveResult:
     raise StoreError(f"redis reserve: unexpected status {status}")
 
 
-def _bucket_state(fields: dict[bytes, bytes], expired: list[bytes]) -> BucketState | None:
-    if not fields:
+def _bucket_state(fields: dict[bytes, bytes], now_ms: int) -> BucketState | None:
+    """Decode a bucket hash (see ledger.lua), leaving out holds that have expired."""
+    packed = fields.get(b"v")
+    if packed is None:
         return None
-    spent = [int(fields.get(f"s{i + 1}".encode(), 0)) for i in range(_N)]
-    reserved = [int(fields.get(f"r{i + 1}".encode(), 0)) for i in range(_N)]
-    for call_id in expired:
-        packed = fields.get(b"h:" + call_id)
-        if packed:
-            for i, value in enumerate(packed.split(b",")):
-                reserved[i] -= int(value)
-    return BucketState(Amounts.from_vector(spent), Amounts.from_vector(reserved))
+    values = [int(v) for v in packed.split(b",")]
+    spent, reserved = values[:_N], values[_N : 2 * _N]
+    for name, hold in fields.items():
+        if name.startswith(b"h:"):
+            expiry, *amounts = (int(v) for v in hold.split(b","))
+            if expiry <= now_ms:
+                reserved = [r - a for r, a in zip(reserved, amounts, strict=True)]
+    return BucketState(Amounts(*spent), Amounts(*reserved))

@@ -23,7 +23,7 @@ def shared_target(prefix: str) -> Target:
     keys = KeyBuilder(prefix)
     key = keys.bucket(BucketKey("acme", "shared", "tenant", "acme", "2027-01-15"))
     limits = tuple(CAPACITY * AMOUNT.total_tokens if m == "total_tokens" else NO_LIMIT for m in METRICS)
-    return Target(key, keys.reservations(key), limits, NOW + 86_400)
+    return Target(key, limits, NOW + 86_400)
 
 
 def hammer(store: Store, prefix: str, threads: int = THREADS) -> int:

@@ -26,7 +26,6 @@ def target(keys: KeyBuilder, name: str, enforce: bool = True, tenant: str = "acm
     key = keys.bucket(BucketKey(tenant, name, "tenant", tenant, "2027-01-15"))
     return Target(
         key=key,
-        reservations_key=keys.reservations(key),
         limits=tuple(limits.get(m, NO_LIMIT) for m in METRICS),
         expires_at=NOW + 86_400,
         enforce=enforce,

@@ -3,22 +3,20 @@
 -- Every key is passed in KEYS; ARGV refers to them by 1-based index, so a batch that
 -- stays within one tenant's hash tag runs on one Redis Cluster slot.
 --
--- Bucket hash fields: s1..s6 spent, r1..r6 reserved, 'h:<call id>' = packed hold.
--- Bucket zset (<bucket>:rx): call id -> hold expiry (ms), so expired holds are found in O(log n).
+-- A bucket is one hash. Field 'v' packs its counters: s1..s6 (spent), r1..r6 (reserved), x (the
+-- earliest expiry of a live hold, ms; 0 when none). Field 'h:<call id>' packs a hold: expiry, a1..a6.
+-- Packing keeps a reservation to a handful of redis.call()s per bucket, which is what a script costs.
+-- Expired holds are swept only when 'x' says one may have expired (a crashed process's leftovers).
 --
 -- ARGV: now_ms, op count, then ops:
---   C call_id marker_idx marker_ttl_ms nb {hk zk ttl_ms}*nb a1..a6        commit
---   X call_id nb {hk zk}*nb                                                  release
---   R call_id ttl_ms mode nk {kill_idx}*nk nb {hk zk ttl_ms enforce l1..l6}*nb a1..a6
+--   C call_id marker_idx marker_ttl_ms nb {bucket_idx ttl_ms}*nb a1..a6                  commit
+--   X call_id nb {bucket_idx}*nb                                                        release
+--   R call_id hold_ttl_ms mode nk {kill_idx}*nk nb {bucket_idx ttl_ms enforce l1..l6}*nb a1..a6
 --      mode 0 reserve (replace hold), 1 extend hold, 2 charge spent directly
 -- Returns for the R op: {0, states...} | {1, kill_pos} | {2, bucket_pos, metric_pos, limit, current, requested, states...}
 -- where states = for each bucket s1..s6 r1..r6. Without an R op: {0}.
 
 local M = 6
-local SF = {'s1', 's2', 's3', 's4', 's5', 's6'}
-local RF = {'r1', 'r2', 'r3', 'r4', 'r5', 'r6'}
-local ALL = {'s1', 's2', 's3', 's4', 's5', 's6', 'r1', 'r2', 'r3', 'r4', 'r5', 'r6'}
-
 local now = tonumber(ARGV[1])
 local nops = tonumber(ARGV[2])
 local p = 3
@@ -29,49 +27,75 @@ local function nextarg()
   return v
 end
 
-local function fmt(n)
-  return string.format('%d', n)
-end
-
-local function unpack_hold(packed)
+local function numbers(packed, count)
   local t = {}
-  for v in string.gmatch(packed, '[^,]+') do
-    t[#t + 1] = tonumber(v)
+  if packed then
+    for v in string.gmatch(packed, '[^,]+') do
+      t[#t + 1] = tonumber(v)
+    end
+  end
+  for i = #t + 1, count do
+    t[i] = 0
   end
   return t
 end
 
-local function drop(hk, zk, id)
-  local field = 'h:' .. id
-  local packed = redis.call('HGET', hk, field)
-  local hold = nil
-  if packed then
-    hold = unpack_hold(packed)
-    for i = 1, M do
-      if hold[i] ~= 0 then
-        redis.call('HINCRBY', hk, RF[i], fmt(-hold[i]))
+local function pack(t, count)
+  local out = {}
+  for i = 1, count do
+    out[i] = string.format('%d', t[i])
+  end
+  return table.concat(out, ',')
+end
+
+-- Loads a bucket's counters, sweeping expired holds when one may exist.
+local function load(hk)
+  local v = numbers(redis.call('HGET', hk, 'v'), 2 * M + 1)
+  local x = v[2 * M + 1]
+  if x ~= 0 and x <= now then
+    local all = redis.call('HGETALL', hk)
+    local earliest = 0
+    for i = 1, #all, 2 do
+      local field = all[i]
+      if string.sub(field, 1, 2) == 'h:' then
+        local hold = numbers(all[i + 1], M + 1)
+        if hold[1] <= now then
+          for m = 1, M do
+            v[M + m] = v[M + m] - hold[m + 1]
+          end
+          redis.call('HDEL', hk, field)
+        elseif earliest == 0 or hold[1] < earliest then
+          earliest = hold[1]
+        end
       end
     end
-    redis.call('HDEL', hk, field)
+    v[2 * M + 1] = earliest
   end
-  redis.call('ZREM', zk, id)
-  return hold
+  return v
 end
 
-local function purge(hk, zk)
-  local expired = redis.call('ZRANGEBYSCORE', zk, '-inf', now)
-  for _, id in ipairs(expired) do
-    drop(hk, zk, id)
-  end
+local function save(hk, v, ttl)
+  redis.call('HSET', hk, 'v', pack(v, 2 * M + 1))
+  redis.call('PEXPIRE', hk, ttl)
 end
 
-local function state(hk)
-  local raw = redis.call('HMGET', hk, unpack(ALL))
-  local out = {}
-  for i = 1, 2 * M do
-    out[i] = tonumber(raw[i]) or 0
+-- Removes a call's hold from the counters; returns its amounts (or nil).
+local function drop(hk, v, id)
+  local field = 'h:' .. id
+  local packed = redis.call('HGET', hk, field)
+  if not packed then
+    return nil
   end
-  return out
+  local hold = numbers(packed, M + 1)
+  for m = 1, M do
+    v[M + m] = v[M + m] - hold[m + 1]
+  end
+  redis.call('HDEL', hk, field)
+  local amounts = {}
+  for m = 1, M do
+    amounts[m] = hold[m + 1]
+  end
+  return amounts
 end
 
 local function read_amounts()
@@ -80,6 +104,12 @@ local function read_amounts()
     a[i] = tonumber(nextarg())
   end
   return a
+end
+
+local function append_state(out, v)
+  for i = 1, 2 * M do
+    out[#out + 1] = v[i]
+  end
 end
 
 local result = {0}
@@ -93,32 +123,34 @@ for _ = 1, nops do
     local nb = tonumber(nextarg())
     local buckets = {}
     for b = 1, nb do
-      buckets[b] = {KEYS[tonumber(nextarg())], KEYS[tonumber(nextarg())], nextarg()}
+      buckets[b] = {KEYS[tonumber(nextarg())], nextarg()}
     end
     local a = read_amounts()
     local first = redis.call('SET', marker, '1', 'NX', 'PX', marker_ttl)
     for _, bk in ipairs(buckets) do
-      drop(bk[1], bk[2], id)
+      local v = load(bk[1])
+      drop(bk[1], v, id)
       if first then
-        for i = 1, M do
-          if a[i] ~= 0 then
-            redis.call('HINCRBY', bk[1], SF[i], fmt(a[i]))
-          end
+        for m = 1, M do
+          v[m] = v[m] + a[m]
         end
       end
-      redis.call('PEXPIRE', bk[1], bk[3])
+      save(bk[1], v, bk[2])
     end
   elseif op == 'X' then
     local id = nextarg()
     local nb = tonumber(nextarg())
     for _ = 1, nb do
       local hk = KEYS[tonumber(nextarg())]
-      local zk = KEYS[tonumber(nextarg())]
-      drop(hk, zk, id)
+      if redis.call('HEXISTS', hk, 'h:' .. id) == 1 then
+        local v = load(hk)
+        drop(hk, v, id)
+        redis.call('HSET', hk, 'v', pack(v, 2 * M + 1))
+      end
     end
   elseif op == 'R' then
     local id = nextarg()
-    local ttl = tonumber(nextarg())
+    local hold_ttl = tonumber(nextarg())
     local mode = tonumber(nextarg())
     local nk = tonumber(nextarg())
     local killed = nil
@@ -131,9 +163,9 @@ for _ = 1, nops do
     local nb = tonumber(nextarg())
     local buckets = {}
     for b = 1, nb do
-      local bk = {KEYS[tonumber(nextarg())], KEYS[tonumber(nextarg())], nextarg(), tonumber(nextarg()), {}}
-      for i = 1, M do
-        bk[5][i] = tonumber(nextarg())
+      local bk = {KEYS[tonumber(nextarg())], nextarg(), tonumber(nextarg()), {}}
+      for m = 1, M do
+        bk[4][m] = tonumber(nextarg())
       end
       buckets[b] = bk
     end
@@ -144,23 +176,22 @@ for _ = 1, nops do
     local states = {}
     local refusal = nil
     for b, bk in ipairs(buckets) do
-      purge(bk[1], bk[2])
-      local st = state(bk[1])
-      states[b] = st
-      if refusal == nil and bk[4] == 1 then
+      local v = load(bk[1])
+      states[b] = v
+      if refusal == nil and bk[3] == 1 then
         local held = nil
         if mode == 0 then
           local packed = redis.call('HGET', bk[1], 'h:' .. id)
           if packed then
-            held = unpack_hold(packed)
+            held = numbers(packed, M + 1)
           end
         end
-        for i = 1, M do
-          local limit = bk[5][i]
-          if limit >= 0 and a[i] > 0 then
-            local current = st[i] + st[M + i] - (held and held[i] or 0)
-            if current + a[i] > limit then
-              refusal = {2, b - 1, i - 1, limit, current, a[i]}
+        for m = 1, M do
+          local limit = bk[4][m]
+          if limit >= 0 and a[m] > 0 then
+            local current = v[m] + v[M + m] - (held and held[m + 1] or 0)
+            if current + a[m] > limit then
+              refusal = {2, b - 1, m - 1, limit, current, a[m]}
               break
             end
           end
@@ -168,47 +199,36 @@ for _ = 1, nops do
       end
     end
     if refusal ~= nil then
-      for _, st in ipairs(states) do
-        for i = 1, 2 * M do
-          refusal[#refusal + 1] = st[i]
-        end
+      for _, v in ipairs(states) do
+        append_state(refusal, v)
       end
       return refusal
     end
     result = {0}
-    for _, bk in ipairs(buckets) do
-      local hk, zk = bk[1], bk[2]
+    local expiry = now + hold_ttl
+    for b, bk in ipairs(buckets) do
+      local hk, v = bk[1], states[b]
       if mode == 2 then
-        for i = 1, M do
-          if a[i] ~= 0 then
-            redis.call('HINCRBY', hk, SF[i], fmt(a[i]))
-          end
+        for m = 1, M do
+          v[m] = v[m] + a[m]
         end
       else
-        local prev = drop(hk, zk, id)
-        local hold = {}
-        for i = 1, M do
-          hold[i] = a[i]
-          if mode == 1 and prev then
-            hold[i] = hold[i] + prev[i]
+        local previous = drop(hk, v, id)
+        local hold = {expiry}
+        for m = 1, M do
+          hold[m + 1] = a[m]
+          if mode == 1 and previous then
+            hold[m + 1] = hold[m + 1] + previous[m]
           end
-          if hold[i] ~= 0 then
-            redis.call('HINCRBY', hk, RF[i], fmt(hold[i]))
-          end
+          v[M + m] = v[M + m] + hold[m + 1]
         end
-        local packed = {}
-        for i = 1, M do
-          packed[i] = fmt(hold[i])
+        redis.call('HSET', hk, 'h:' .. id, pack(hold, M + 1))
+        if v[2 * M + 1] == 0 or expiry < v[2 * M + 1] then
+          v[2 * M + 1] = expiry
         end
-        redis.call('HSET', hk, 'h:' .. id, table.concat(packed, ','))
-        redis.call('ZADD', zk, now + ttl, id)
-        redis.call('PEXPIRE', zk, bk[3])
       end
-      redis.call('PEXPIRE', hk, bk[3])
-      local st = state(hk)
-      for i = 1, 2 * M do
-        result[#result + 1] = st[i]
-      end
+      save(hk, v, bk[2])
+      append_state(result, v)
     end
   else
     return redis.error_reply('guardian ledger: unknown op ' .. tostring(op))

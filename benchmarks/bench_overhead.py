@@ -1,0 +1,201 @@
+"""What Guardian adds to a model call, measured against baselines taken in the same run.
+
+Baselines: a fake chat model's bare ``invoke``; the same with langchain-core's
+``UsageMetadataCallbackHandler`` (the cheapest useful callback); one raw ``EVALSHA`` round trip
+on the same Redis. Guardian's added time is reported as a ratio to those. Also: store round trips
+per model call (Redis' own command counters), the async path, and fleet throughput from 4 processes.
+
+Run: ``.venv/bin/python benchmarks/bench_overhead.py [--redis URL] [--calls N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+import structlog
+from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langchain_core.messages import AIMessage
+
+from guardian import Guardian, Policy
+from guardian.amounts import METRICS, Amounts
+from guardian.keys import BucketKey, KeyBuilder
+from guardian.store import NO_LIMIT, CommitRequest, RedisStore, ReserveRequest, Target
+from guardian.testing import ScriptedChatModel
+
+POLICY = Policy.from_dict(
+    {
+        "version": 1,
+        "budgets": [
+            {"name": "run-cap", "scope": "run", "limits": {"cost_usd": 1000, "llm_calls": 10_000_000}},
+            {"name": "user-daily", "scope": "user", "window": "day", "limits": {"cost_usd": 1_000_000}},
+            {"name": "tenant-monthly", "scope": "tenant", "window": "month", "limits": {"cost_usd": 10_000_000}},
+        ],
+    }
+)
+REPLY = AIMessage(content="ok", usage_metadata={"input_tokens": 120, "output_tokens": 8, "total_tokens": 128})
+
+
+def model() -> ScriptedChatModel:
+    return ScriptedChatModel(replies=[REPLY], cycle=True, max_tokens=64)
+
+
+def per_call_us(fn: Callable[[], Any], calls: int, rounds: int = 5) -> float:
+    """Median over rounds of the mean time per call, in microseconds."""
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        samples.append((time.perf_counter() - start) / calls * 1e6)
+    return statistics.median(samples)
+
+
+def async_per_call_us(make: Callable[[], Any], calls: int, rounds: int = 5) -> float:
+    async def loop() -> float:
+        start = time.perf_counter()
+        for _ in range(calls):
+            await make()
+        return (time.perf_counter() - start) / calls * 1e6
+
+    return statistics.median(asyncio.run(loop()) for _ in range(rounds))
+
+
+def evalsha_us(client: redis.Redis, calls: int) -> float:
+    script = client.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    key = f"guardian-bench:{uuid.uuid4().hex}"
+    try:
+        return per_call_us(lambda: script(keys=[key], args=[1]), calls)
+    finally:
+        client.delete(key)
+
+
+def evalsha_calls(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval", "set", "hgetall"))
+
+
+def bench_calls(url: str | None, calls: int) -> dict[str, float]:
+    m = model()
+    bare = per_call_us(lambda: m.invoke("hi"), calls)
+    usage_handler = UsageMetadataCallbackHandler()
+    with_usage = per_call_us(lambda: m.invoke("hi", config={"callbacks": [usage_handler]}), calls)
+    results = {"bare_us": bare, "usage_handler_added_us": with_usage - bare}
+
+    with Guardian(POLICY, store="memory://") as guard:
+        handler = guard.callback(agent="bench", user="u", tenant="t")
+        results["memory_added_us"] = per_call_us(lambda: m.invoke("hi", config={"callbacks": [handler]}), calls) - bare
+        abare = async_per_call_us(lambda: m.ainvoke("hi"), calls)
+        results["async_bare_us"] = abare
+        results["async_memory_added_us"] = (
+            async_per_call_us(lambda: m.ainvoke("hi", config={"callbacks": [handler]}), calls) - abare
+        )
+
+    if url is not None:
+        client = redis.Redis.from_url(url)
+        results["evalsha_us"] = evalsha_us(client, calls)
+        prefix = f"guardian-bench:{uuid.uuid4().hex[:8]}:"
+        with Guardian(POLICY, store=RedisStore.from_url(url), key_prefix=prefix) as guard:
+            handler = guard.callback(agent="bench", user="u", tenant="t")
+            before = evalsha_calls(client)
+            timed = per_call_us(lambda: m.invoke("hi", config={"callbacks": [handler]}), calls)
+            guard.flush()
+            results["redis_round_trips_per_call"] = (evalsha_calls(client) - before) / (calls * 5)
+            results["redis_added_us"] = timed - bare
+            results["async_redis_added_us"] = (
+                async_per_call_us(lambda: m.ainvoke("hi", config={"callbacks": [handler]}), calls) - abare
+            )
+        for key in client.scan_iter(match=prefix + "*", count=1000):
+            client.delete(key)
+        client.close()
+    return results
+
+
+def _fleet_worker(url: str, prefix: str, kind: str, seconds: float, out: Any) -> None:
+    client = redis.Redis.from_url(url)
+    done = 0
+    deadline = time.perf_counter() + seconds
+    if kind == "evalsha":
+        script = client.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+        key = prefix + "raw"
+        while time.perf_counter() < deadline:
+            script(keys=[key], args=[1])
+            done += 1
+    else:
+        store = RedisStore(client)
+        keys = KeyBuilder(prefix)
+        key = keys.bucket(BucketKey("t", "fleet", "tenant", "t", "2030-01"))
+        limits = tuple(NO_LIMIT for _ in METRICS)
+        target = Target(key, limits, time.time() + 3600)
+        amount = Amounts(input_tokens=100, output_tokens=10, total_tokens=110, cost_usd=20, llm_calls=1)
+        while time.perf_counter() < deadline:
+            call_id = uuid.uuid4().hex
+            now = time.time()
+            store.reserve(ReserveRequest(call_id, [target], amount, now))
+            store.commit(CommitRequest(call_id, [target], amount, now, keys.call_marker("t", call_id)))
+            done += 1
+        store.flush()
+    out.put(done)
+    client.close()
+
+
+def fleet(url: str, kind: str, processes: int = 4, seconds: float = 3.0) -> float:
+    ctx = multiprocessing.get_context("spawn")
+    out: Any = ctx.Queue()
+    prefix = f"guardian-bench:{uuid.uuid4().hex[:8]}:"
+    procs = [ctx.Process(target=_fleet_worker, args=(url, prefix, kind, seconds, out)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    total = sum(out.get(timeout=seconds + 60) for _ in procs)
+    for p in procs:
+        p.join()
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(match=prefix + "*", count=1000):
+        client.delete(key)
+    client.close()
+    return total / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--redis", default=os.environ.get("GUARDIAN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--no-redis", action="store_true")
+    args = parser.parse_args()
+    # As a production app would: per-call debug/info events filtered out (see the README's performance notes).
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING), cache_logger_on_first_use=True
+    )
+    url = None if args.no_redis else args.redis
+    r = bench_calls(url, args.calls)
+    print(f"{'measure':<48}{'us/call':>10}{'ratio':>10}")
+    print(f"{'fake chat model invoke (bare)':<48}{r['bare_us']:>10.1f}")
+    print(f"{'+ UsageMetadataCallbackHandler (added)':<48}{r['usage_handler_added_us']:>10.1f}{1.0:>10.2f}")
+    ratio = r["memory_added_us"] / r["usage_handler_added_us"]
+    print(f"{'+ Guardian, MemoryStore (added)':<48}{r['memory_added_us']:>10.1f}{ratio:>10.2f}  (vs usage handler)")
+    print(f"{'fake chat model ainvoke (bare)':<48}{r['async_bare_us']:>10.1f}")
+    ratio = r["async_memory_added_us"] / r["usage_handler_added_us"]
+    print(f"{'+ Guardian, MemoryStore, ainvoke (added)':<48}{r['async_memory_added_us']:>10.1f}{ratio:>10.2f}  (vs usage handler)")
+    if url is not None:
+        print(f"{'raw EVALSHA round trip':<48}{r['evalsha_us']:>10.1f}{1.0:>10.2f}")
+        ratio = r["redis_added_us"] / r["evalsha_us"]
+        print(f"{'+ Guardian, RedisStore (added)':<48}{r['redis_added_us']:>10.1f}{ratio:>10.2f}  (vs EVALSHA)")
+        ratio = r["async_redis_added_us"] / r["evalsha_us"]
+        print(f"{'+ Guardian, RedisStore, ainvoke (added)':<48}{r['async_redis_added_us']:>10.1f}{ratio:>10.2f}  (vs EVALSHA)")
+        print(f"{'store round trips per model call':<48}{r['redis_round_trips_per_call']:>10.2f}")
+        raw = fleet(url, "evalsha")
+        ours = fleet(url, "ledger")
+        print(f"\nfleet, 4 processes: raw EVALSHA {raw:,.0f}/s; reserve+commit pairs {ours:,.0f}/s ({ours / raw:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The ``alerts:`` section of a policy, validated at the edge.
+
+``${ENV}`` interpolation happens in the policy loader before these models see the
+values; an empty string left by an unset variable counts as "not set".
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+__all__ = ["DEFAULT_ALERT_KINDS", "AlertsConfig", "EnabledKind", "SlackConfig"]
+
+EnabledKind = Literal["threshold", "exceeded", "killed", "loop"]
+DEFAULT_ALERT_KINDS: tuple[EnabledKind, ...] = ("threshold", "exceeded", "killed", "loop")
+
+
+class SlackConfig(BaseModel):
+    """Where Slack alerts go: an incoming webhook, or a bot token and a channel."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhook_url: SecretStr | None = None
+    token: SecretStr | None = None
+    channel: str | None = None
+    mention: str | None = None
+    api_url: str | None = None
+    timeout_s: float = Field(default=5.0, gt=0, le=120)
+
+    @field_validator("webhook_url", "token", "channel", "mention", "api_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_is_http(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().lower().startswith(("https://", "http://")):
+            raise ValueError("webhook_url must be an http(s) URL, e.g. https://hooks.slack.com/services/...")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("https://", "http://")):
+            raise ValueError("api_url must be an http(s) URL, e.g. https://slack.com/api/")
+        return value
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> Self:
+        if self.webhook_url is not None:
+            if self.token is not None or self.channel is not None:
+                raise ValueError(
+                    "set either webhook_url, or token and channel, not both: an incoming webhook "
+                    "posts to the channel it was created for"
+                )
+            if self.api_url is not None:
+                raise ValueError(
+                    "api_url applies to token and channel only; a webhook_url is already a full URL"
+                )
+            return self
+        if self.token is not None and self.channel is None:
+            raise ValueError(
+                "token is set but channel is not: chat.postMessage needs a channel, e.g. '#alerts'"
+            )
+        if self.channel is not None and self.token is None:
+            raise ValueError(
+                "channel is set but token is not: posting to a channel needs a bot token (xoxb-...)"
+            )
+        if self.token is None:
+            raise ValueError(
+                "no Slack destination: set webhook_url, or token and channel "
+                "(an environment variable used for one of them may be unset or empty)"
+            )
+        return self
+
+    @property
+    def uses_webhook(self) -> bool:
+        return self.webhook_url is not None
+
+
+class AlertsConfig(BaseModel):
+    """Which alerts go out and how the dispatcher queues them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slack: SlackConfig | None = None
+    on: tuple[EnabledKind, ...] = DEFAULT_ALERT_KINDS
+    queue_size: int = Field(default=1000, ge=1)
+    flush_timeout_s: float = Field(default=5.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_key(cls, data: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads a bare `on:` key as the boolean True.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
+    @field_validator("on")
+    @classmethod
+    def _no_repeats(cls, value: tuple[EnabledKind, ...]) -> tuple[EnabledKind, ...]:
+        return tuple(dict.fromkeys(value))
