@@ -59,7 +59,11 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="Policy files or d
             f"{limits} action={budget.action}"
         )
     for rule in policy.loops:
-        out.print(f"  loop rule [bold]{rule.name}[/bold]: window={rule.window} max_repeats={rule.max_repeats}")
+        settings = rule.settings
+        out.print(
+            f"  loop rule [bold]{rule.name}[/bold]: window={settings.window} max_repeats={settings.max_repeats} "
+            f"action={rule.action}"
+        )
     if not policy.loops:
         out.print("  loop detection off (loops: [])")
     slack = policy.alerts.slack if policy.alerts else None
@@ -82,6 +86,7 @@ def status(
     try:
         rows = guard.status(budget=budget, tenant=tenant)
         kills = guard.kills()
+        loops = [r for r in guard.loop_halts() if tenant is None or r[0] == tenant]
     finally:
         guard.close()
     if as_json:
@@ -89,6 +94,8 @@ def status(
             typer.echo(json.dumps(_status_json(row), sort_keys=True))
         for target, value in kills:
             typer.echo(json.dumps({"killed": target, "value": value}))
+        for loop_tenant, agent, day, count in loops:
+            typer.echo(json.dumps({"loop_halts": count, "tenant": loop_tenant, "agent": agent, "day": day}))
         return
     if not rows:
         out.print("no spend recorded" + _embedded_hint(store))
@@ -96,6 +103,8 @@ def status(
         out.print(_status_table(rows))
     for target, value in kills:
         out.print(f"[red]killed[/red] {target} {value!r}")
+    for loop_tenant, agent, day, count in loops:
+        out.print(f"loops detected on {day} (UTC): {count} in agent {agent!r} of tenant {loop_tenant!r}")
 
 
 @app.command()
@@ -187,14 +196,16 @@ def _status_json(row: BudgetStatus) -> dict[str, object]:
         "spent": asdict(row.spent),
         "reserved": asdict(row.reserved),
         "limits": row.limits,
+        "refused": row.refused,
         "used": row.used_fraction(),
     }
 
 
 def _status_table(rows: list[BudgetStatus]) -> Table:
     table = Table(title="Guardian spend")
-    for column in ("budget", "scope", "key", "window", "tokens", "cost", "llm calls", "tool calls", "limit", "used"):
-        table.add_column(column, justify="right" if column in ("tokens", "cost", "used") else "left")
+    columns = ("budget", "scope", "key", "window", "tokens", "cost", "llm calls", "tool calls", "refused", "limit", "used")
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("tokens", "cost", "used", "refused") else "left")
     for row in rows:
         in_flight = row.reserved
         tokens = f"{row.spent.total_tokens:,}" + (f" (+{in_flight.total_tokens:,})" if in_flight.total_tokens else "")
@@ -211,6 +222,7 @@ def _status_table(rows: list[BudgetStatus]) -> Table:
             usd(row.spent.cost_usd),
             str(row.spent.llm_calls),
             str(row.spent.tool_calls),
+            str(row.refused),
             limits,
             "-" if fraction is None else f"{fraction:.0%}",
         )

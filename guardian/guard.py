@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from guardian.alerts import AlertDispatcher, AlertSink, build_dispatcher
+from guardian.alerts import Alert, AlertDispatcher, AlertSink, build_dispatcher
 from guardian.amounts import Amounts
 from guardian.identity import Identity
 from guardian.integrations.langchain import GuardianCallbackHandler
@@ -37,6 +37,7 @@ class BudgetStatus:
     spent: Amounts
     reserved: Amounts
     limits: dict[str, int]  # empty when the budget is no longer in the policy
+    refused: int = 0  # calls the budget turned away in this window
 
     def used_fraction(self) -> float | None:
         fractions = [
@@ -99,10 +100,31 @@ class Guardian:
         """Set (or clear) a kill flag; every reservation checks it. Returns the key written."""
         target, value = _one_target(run=run, agent=agent, user=user, tenant=tenant)
         key = self.keys.kill(target, value)
+        now = self.clock()
         if clear:
             self.store.clear_flag(key)
-        else:
-            self.store.set_flag(key, ttl_s, now=self.clock())
+            return key
+        self.store.set_flag(key, ttl_s, now=now)
+        self.alerts.submit(
+            Alert(
+                kind="killed",
+                dedup_key=f"killed:{target}:{value}:{now:.3f}",
+                dedup_ttl_s=ttl_s or 86_400.0,
+                occurred_at=now,
+                run_id=value if target == "run" else None,
+                agent=value if target == "agent" else None,
+                user=value if target == "user" else None,
+                tenant=value if target == "tenant" else None,
+                budget=None,
+                scope=target,
+                scope_key=value,
+                window=None,
+                threshold=None,
+                spent={},
+                limit={},
+                reason=f"an operator killed {target} {value!r}: its next model or tool call is refused",
+            )
+        )
         return key
 
     def status(self, *, budget: str | None = None, tenant: str | None = None) -> list[BudgetStatus]:
@@ -128,9 +150,18 @@ class Guardian:
                     state.spent,
                     state.reserved,
                     limits,
+                    state.refused,
                 )
             )
         return rows
+
+    def loop_halts(self) -> list[tuple[str | None, str, str, int]]:
+        """(tenant, agent, UTC day, loops detected) from the store."""
+        out = []
+        for key, value in self.store.counters(self.keys.counter_pattern("loop_halts"), self.clock()):
+            tenant, _, agent, day = self.keys.parse_counter(key)
+            out.append((tenant, agent, day, value))
+        return out
 
     def kills(self) -> list[tuple[str, str]]:
         return [self.keys.parse_kill(k) for k in self.store.flags(self.keys.kill_pattern(), self.clock())]

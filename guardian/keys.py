@@ -67,6 +67,21 @@ class KeyBuilder:
         tag = self._tag(value if target == "tenant" else None)
         return f"{self.prefix}{{{tag}}}:k:{target}:{escape(value)}"
 
+    def counter(self, kind: str, tenant: str, agent: str, window: str) -> str:
+        return f"{self.prefix}{{{self._tag(tenant)}}}:n:{escape(kind)}:{escape(agent)}:{escape(window)}"
+
+    def counter_pattern(self, kind: str) -> str:
+        return f"{self.prefix}{{*}}:n:{escape(kind)}:*"
+
+    def parse_counter(self, key: str) -> tuple[str | None, str, str, str]:
+        """(tenant, kind, agent, window)"""
+        tag, kind, rest = self._split(key)
+        parts = rest.split(":")
+        if kind != "n" or len(parts) != 3:
+            raise ValueError(f"not a counter key: {key!r}")
+        name, agent, window = (unescape(p) for p in parts)
+        return self._tenant_of(tag), name, agent, window
+
     def mark(self, name: str) -> str:
         """A once-only mark, e.g. the dedup of an alert."""
         return f"{self.prefix}{{{_GLOBAL_TAG}}}:m:{escape(name)}"

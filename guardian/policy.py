@@ -24,6 +24,7 @@ from guardian.alerts.config import AlertsConfig
 from guardian.amounts import METRICS, micro_usd
 from guardian.errors import PolicyError, PolicyProblem
 from guardian.identity import Identity
+from guardian.loops import LoopSettings
 from guardian.store.base import NO_LIMIT
 from guardian.windows import WindowKind
 
@@ -199,24 +200,11 @@ class PriceOverride:
 class LoopRule:
     name: str
     match: Match
-    window: int
-    max_repeats: int
-    similarity: float
-    max_steps_without_progress: int
-    allow: Mapping[str, int]
+    settings: LoopSettings
     action: Action
 
 
-DEFAULT_LOOP_RULE = LoopRule(
-    name="default",
-    match=Match(),
-    window=20,
-    max_repeats=3,
-    similarity=0.92,
-    max_steps_without_progress=12,
-    allow=MappingProxyType({}),
-    action="kill",
-)
+DEFAULT_LOOP_RULE = LoopRule(name="default", match=Match(), settings=LoopSettings(), action="kill")
 
 
 @dataclass(frozen=True)
@@ -499,16 +487,14 @@ def _compile_budget(b: BudgetModel) -> Budget:
 
 
 def _compile_loop(r: LoopRuleModel) -> LoopRule:
-    return LoopRule(
-        name=r.name,
-        match=_compile_match(r.match),
+    settings = LoopSettings(
         window=r.window,
         max_repeats=r.max_repeats,
         similarity=r.similarity,
         max_steps_without_progress=r.max_steps_without_progress,
-        allow=MappingProxyType({a.tool: a.max_repeats for a in r.allow}),
-        action=r.action,
+        allow={a.tool: a.max_repeats for a in r.allow},
     )
+    return LoopRule(name=r.name, match=_compile_match(r.match), settings=settings, action=r.action)
 
 
 def _line_of(lines: Mapping[Path_, int], path: Path_) -> int | None:

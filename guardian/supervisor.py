@@ -9,21 +9,33 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import structlog
 
 from guardian.alerts import Alert
-from guardian.amounts import Amounts
-from guardian.errors import BudgetExceeded, GuardianHalt, RunKilled, StoreError, StoreUnavailable, UnknownModel
+from guardian.amounts import Amounts, usd
+from guardian.errors import (
+    BudgetExceeded,
+    GuardianHalt,
+    LoopDetected,
+    RunKilled,
+    StoreError,
+    StoreUnavailable,
+    UnknownModel,
+)
 from guardian.identity import Identity
 from guardian.keys import BucketKey, KeyBuilder, KillTarget
-from guardian.policy import Budget, Policy
+from guardian.loops import LoopDetector, LoopVerdict, Observation
+from guardian.policy import Budget, LoopRule, Policy
 from guardian.pricing import Pricer, TokenUsage
 from guardian.store.base import (
     BucketState,
+    Counter,
     ChargeMode,
     CommitRequest,
     KillCheck,
@@ -102,7 +114,9 @@ class RunState:
     bound_until: float = 0.0
     halt: GuardianHalt | None = None
     spent: Amounts = field(default_factory=Amounts)
-    extra: dict[str, Any] = field(default_factory=dict)  # per-run state of other components (loop detector)
+    loop_rule: LoopRule | None = None
+    loop_detector: LoopDetector | None = None  # made on the first observation: most runs are one call
+    call_costs: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=256))  # (tokens, micro-USD)
     fields: dict[str, Any] = field(default_factory=dict)
 
     budget_names: tuple[str, ...] = ()
@@ -154,6 +168,7 @@ class Supervisor:
             budgets=budgets,
             kill_checks=self._kill_checks(run_id, identity),
             started_at=self.clock(),
+            loop_rule=self._loop_rule_of(identity),
         )
         self.log.info("run_started", **run.fields, budgets=run.budget_names)
         return run
@@ -316,6 +331,94 @@ class Supervisor:
             self._after_reserve(run, bound, result, now)
         return PROCEED
 
+    # -- loops ---------------------------------------------------------------------------------------
+
+    def observe(self, run: RunState, observation: Observation) -> Decision:
+        """Feed one step (tool result, node update, model reply) to the run's loop detector.
+
+        A loop under ``action: kill`` trips the run: its next model or tool call is refused, so the
+        next model call of the loop is never paid for.
+        """
+        rule = run.loop_rule
+        if rule is None or run.halt is not None:
+            return PROCEED if run.halt is None else Decision(run.halt)
+        with run.lock:
+            if run.loop_detector is None:
+                run.loop_detector = LoopDetector(rule.settings)
+            verdict = run.loop_detector.observe(observation)
+            if verdict is not None and rule.action == "alert":
+                run.loop_detector.reset()  # report a loop that goes on again later
+        if verdict is None:
+            return PROCEED
+        return self._loop_found(run, rule, verdict)
+
+    def _loop_found(self, run: RunState, rule: LoopRule, verdict: LoopVerdict) -> Decision:
+        with run.lock:
+            recent = list(run.call_costs)[-verdict.model_calls :] if verdict.model_calls else []
+        cost = sum(c for _, c in recent)
+        tokens = verdict.loop_tokens or sum(t for t, _ in recent)
+        message = (
+            f"{verdict.description.rstrip('.')} ({usd(cost)}). Run {run.run_id}, loop rule {rule.name!r}: "
+            "look at the run's trace for why the agent repeats itself; `guardian status` counts loop halts."
+        )
+        now = self.clock()
+        self.log.warning(
+            "loop_detected",
+            **run.fields,
+            rule=rule.name,
+            signal=verdict.signal,
+            subject=verdict.subject,
+            repeats=verdict.repeats,
+            steps_in_loop=verdict.steps_in_loop,
+            loop_tokens=tokens,
+            loop_cost_usd=cost,
+            action=rule.action,
+        )
+        self._store_op(lambda: self.store.count(self._loop_counter(run, now), 1, now=now), "count")
+        if self.alerts is not None:
+            self.alerts.submit(
+                Alert(
+                    kind="loop",
+                    dedup_key=f"loop:{run.run_id}:{rule.name}",
+                    dedup_ttl_s=self._settings.run_ttl_s,
+                    occurred_at=now,
+                    run_id=run.run_id,
+                    agent=run.identity.agent,
+                    user=run.identity.user,
+                    tenant=run.identity.tenant,
+                    budget=None,
+                    scope="run",
+                    scope_key=run.run_id,
+                    window=None,
+                    threshold=None,
+                    spent={"total_tokens": tokens, "cost_usd": cost} if tokens else {},
+                    limit={},
+                    reason=f"{verdict.signal} on {verdict.subject} after {verdict.repeats} repeats: "
+                    f"{verdict.description}",
+                )
+            )
+        if rule.action != "kill":
+            return PROCEED
+        halt = LoopDetected(
+            message,
+            rule=rule.name,
+            signal=verdict.signal,
+            subject=verdict.subject,
+            repeats=verdict.repeats,
+            loop_tokens=tokens,
+            loop_cost_micro_usd=cost,
+            run_id=run.run_id,
+        )
+        return self._trip(run, halt)
+
+    def _loop_counter(self, run: RunState, now: float) -> Counter:
+        span = window_span("day", _UTC, now)
+        key = self.keys.counter("loop_halts", run.identity.tenant, run.identity.agent, span.id)
+        return Counter(key, (span.end or now) + WINDOW_GRACE_S - now)
+
+    def _loop_rule_of(self, identity: Identity) -> LoopRule | None:
+        return self.policy.loop_rule_for(identity)
+
     def halt(self, run: RunState, halt: GuardianHalt) -> Decision:
         """Trip a run from outside the budget logic (e.g. a loop detector)."""
         return self._trip(run, halt)
@@ -342,6 +445,7 @@ class Supervisor:
         self._store_op(lambda: self.store.commit(request), "commit")
         with run.lock:
             run.spent = run.spent + actual
+            run.call_costs.append((actual.total_tokens, actual.cost_usd))
         self.log.debug(
             "call_committed",
             **run.fields,
@@ -586,5 +690,6 @@ class Supervisor:
         return [KillCheck(self.keys.kill("run", run_id), "run", run_id), *shared]
 
 
+_UTC = ZoneInfo("UTC")
 def _dedup_key(kind: str, b: _Bound, threshold: float) -> str:
     return f"{kind}:{b.budget.name}:{b.budget.scope}:{b.scope_key}:{b.window}:{threshold:g}"

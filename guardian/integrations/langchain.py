@@ -20,6 +20,8 @@ from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import LLMResult
 
 from guardian.identity import Identity
+from guardian.integrations.observe import ObservationTracker, tool_name
+from guardian.loops import Observation
 from guardian.pricing import TokenUsage
 from guardian.supervisor import Decision, RunState, Supervisor
 
@@ -41,6 +43,7 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         self._root_of: dict[UUID, UUID] = {}  # every live LangChain run -> its root run
         self._runs: dict[UUID, RunState] = {}  # root run -> state
         self._members: dict[UUID, set[UUID]] = {}  # root run -> live runs under it, to drop them together
+        self._steps = ObservationTracker()  # tool calls, node updates and replies, for loop detection
 
     # -- run tree ------------------------------------------------------------------------------------
 
@@ -107,11 +110,14 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         self._enter(run_id, parent_run_id, metadata)
+        self._steps.on_chain_start(run_id, metadata, tags=tags or [], name=kwargs.get("name"))
 
     def on_chain_end(self, outputs: dict[str, Any], *, run_id: UUID, **kwargs: Any) -> None:
+        self._observe(run_id, self._steps.on_chain_end(run_id, outputs))
         self._exit(run_id)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._steps.on_chain_error(run_id)
         self._exit(run_id, error)
 
     # -- model calls ---------------------------------------------------------------------------------
@@ -190,6 +196,8 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         run = self._state(run_id)
         if run is not None:
             self.supervisor.after_llm_call(run, str(run_id), usage_from_result(response))
+            if run.loop_rule is not None:
+                self.supervisor.observe(run, self._steps.on_llm_end(response))
         self._exit(run_id)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -218,14 +226,30 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         run = self._enter(run_id, parent_run_id, metadata)
-        decision = self.supervisor.on_tool_call(run, str(run_id), _name(serialized) or "tool")
+        name = tool_name(serialized, kwargs.get("name"))
+        decision = self.supervisor.on_tool_call(run, str(run_id), name or "tool")
         self._act(decision, run_id)
+        if run.loop_rule is not None:
+            self._steps.on_tool_start(run_id, name, input_str, inputs)
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._observe(run_id, self._steps.on_tool_end(run_id, output))
         self._exit(run_id)
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._observe(run_id, self._steps.on_tool_error(run_id, error))
         self._exit(run_id, error)
+
+    # -- loops ---------------------------------------------------------------------------------------
+
+    def _observe(self, run_id: UUID, observation: Observation | None) -> None:
+        """A loop trips the run; the halt is raised at its next model or tool call, not from here,
+        so the step that just finished completes normally."""
+        if observation is None:
+            return
+        run = self._state(run_id)
+        if run is not None:
+            self.supervisor.observe(run, observation)
 
     # -- acting on decisions -------------------------------------------------------------------------
 

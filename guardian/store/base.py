@@ -19,6 +19,7 @@ __all__ = [
     "BucketState",
     "ChargeMode",
     "CommitRequest",
+    "Counter",
     "KillCheck",
     "Refusal",
     "ReleaseRequest",
@@ -97,6 +98,14 @@ class ReleaseRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Counter:
+    """A plain event counter (e.g. loop halts of an agent today), kept ``ttl_s`` after its last change."""
+
+    key: str
+    ttl_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Refusal:
     target_index: int
     metric: str
@@ -109,6 +118,7 @@ class Refusal:
 class BucketState:
     spent: Amounts
     reserved: Amounts
+    refused: int = 0  # requests this bucket turned away
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +162,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def scan(self, pattern: str, now: float) -> Iterator[tuple[str, BucketState]]:
         """Every bucket whose key matches a Redis-style glob."""
+
+    @abc.abstractmethod
+    def count(self, counter: Counter, amount: int, *, now: float) -> int:
+        """Add to a counter; returns its new value."""
+
+    @abc.abstractmethod
+    def counters(self, pattern: str, now: float) -> list[tuple[str, int]]:
+        """Every live counter whose key matches a Redis-style glob."""
 
     @abc.abstractmethod
     def set_flag(self, key: str, ttl_s: float | None, *, now: float, only_if_absent: bool = False) -> bool:

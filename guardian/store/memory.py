@@ -14,6 +14,7 @@ from guardian.store.base import (
     BucketState,
     ChargeMode,
     CommitRequest,
+    Counter,
     Refusal,
     ReleaseRequest,
     ReserveRequest,
@@ -36,6 +37,7 @@ class _Bucket:
     holds: dict[str, tuple[float, list[int]]] = field(default_factory=dict)  # call id -> (expiry, amounts)
     next_expiry: float = _INF  # no hold can have expired before this
     expires_at: float = 0.0
+    refused: int = 0
 
     def purge(self, now: float) -> None:
         if now < self.next_expiry:
@@ -62,7 +64,7 @@ class _Bucket:
             self.next_expiry = expiry
 
     def state(self) -> BucketState:
-        return BucketState(Amounts(*self.spent), Amounts(*self.reserved))
+        return BucketState(Amounts(*self.spent), Amounts(*self.reserved), self.refused)
 
 
 class MemoryStore(Store):
@@ -73,6 +75,7 @@ class MemoryStore(Store):
         self._buckets: dict[str, _Bucket] = {}
         self._flags: dict[str, float | None] = {}  # key -> expiry (None: never)
         self._markers: OrderedDict[str, float] = OrderedDict()  # committed call markers -> expiry
+        self._counters: dict[str, tuple[int, float]] = {}  # key -> (value, expiry)
         self._last_sweep = 0.0
 
     def reserve(self, request: ReserveRequest) -> ReserveResult:
@@ -92,6 +95,10 @@ class MemoryStore(Store):
                 held = bucket.holds.get(request.call_id) if replacing else None
                 refusal = _check(index, target, bucket, amount, held[1] if held else None)
                 if refusal is not None:
+                    if bucket.expires_at == 0.0:  # a first request refused still leaves its count behind
+                        bucket.expires_at = target.expires_at
+                        self._buckets[target.key] = bucket
+                    bucket.refused += 1
                     return ReserveResult(refusal=refusal, states=[b.state() for b in buckets])
             expiry = now + request.ttl_s
             for target, bucket in zip(request.targets, buckets, strict=True):
@@ -157,6 +164,17 @@ class MemoryStore(Store):
                     found.append((key, bucket.state()))
         yield from sorted(found)
 
+    def count(self, counter: Counter, amount: int, *, now: float) -> int:
+        with self._lock:
+            value, expiry = self._counters.get(counter.key, (0, 0.0))
+            value = (value if expiry > now else 0) + amount
+            self._counters[counter.key] = (value, now + counter.ttl_s)
+            return value
+
+    def counters(self, pattern: str, now: float) -> list[tuple[str, int]]:
+        with self._lock:
+            return sorted((k, v) for k, (v, e) in self._counters.items() if e > now and fnmatchcase(k, pattern))
+
     def set_flag(self, key: str, ttl_s: float | None, *, now: float, only_if_absent: bool = False) -> bool:
         with self._lock:
             if only_if_absent and self._flag_alive(key, now):
@@ -207,6 +225,8 @@ class MemoryStore(Store):
             del self._buckets[key]
         for key in [k for k, e in self._flags.items() if e is not None and e <= now]:
             del self._flags[key]
+        for key in [k for k, (_, e) in self._counters.items() if e <= now]:
+            del self._counters[key]
         while self._markers:
             key, expiry = next(iter(self._markers.items()))
             if expiry > now:

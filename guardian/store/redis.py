@@ -22,6 +22,7 @@ from guardian.errors import StoreError
 from guardian.store.base import (
     BucketState,
     CommitRequest,
+    Counter,
     KillCheck,
     Refusal,
     ReleaseRequest,
@@ -190,6 +191,24 @@ class RedisStore(Store):
             if state is not None:
                 yield key, state
 
+    def count(self, counter: Counter, amount: int, *, now: float) -> int:
+        try:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.incrby(counter.key, amount)
+            pipe.pexpire(counter.key, max(1, _ms(counter.ttl_s)))
+            value, _ = pipe.execute()
+        except redis.RedisError as exc:
+            raise _store_error("count", exc) from exc
+        return int(value)
+
+    def counters(self, pattern: str, now: float) -> list[tuple[str, int]]:
+        try:
+            keys = sorted(k.decode() for k in self.client.scan_iter(match=pattern, count=1000))
+            values = self.client.mget(keys) if keys else []
+        except redis.RedisError as exc:
+            raise _store_error("counters", exc) from exc
+        return [(k, int(v)) for k, v in zip(keys, values, strict=True) if v is not None]
+
     def set_flag(self, key: str, ttl_s: float | None, *, now: float, only_if_absent: bool = False) -> bool:
         try:
             done = self.client.set(
@@ -329,14 +348,14 @@ def _parse_reserve(reply: list[int], request: ReserveRequest) -> ReserveResult:
 
 def _bucket_state(fields: dict[bytes, bytes], now_ms: int) -> BucketState | None:
     """Decode a bucket hash (see ledger.lua), leaving out holds that have expired."""
-    packed = fields.get(b"v")
-    if packed is None:
+    if not fields:
         return None
-    values = [int(v) for v in packed.split(b",")]
+    packed = fields.get(b"v")
+    values = [int(v) for v in packed.split(b",")] if packed else [0] * (2 * _N)
     spent, reserved = values[:_N], values[_N : 2 * _N]
     for name, hold in fields.items():
         if name.startswith(b"h:"):
             expiry, *amounts = (int(v) for v in hold.split(b","))
             if expiry <= now_ms:
                 reserved = [r - a for r, a in zip(reserved, amounts, strict=True)]
-    return BucketState(Amounts(*spent), Amounts(*reserved))
+    return BucketState(Amounts(*spent), Amounts(*reserved), int(fields.get(b"refused", 0)))

@@ -33,7 +33,8 @@ def usage_reply(text: str, input_tokens: int, output_tokens: int, **details: Any
 
 
 def run_cap(**limits: Any) -> dict[str, Any]:
-    return {"budgets": [{"name": "run-cap", "scope": "run", "window": "run", "limits": limits}]}
+    """A per-run budget; loop detection off, so these looping agents are stopped by the budget alone."""
+    return {"loops": [], "budgets": [{"name": "run-cap", "scope": "run", "window": "run", "limits": limits}]}
 
 
 @tool
@@ -385,3 +386,55 @@ def test_concurrent_async_runs_do_not_mix(make_guardian: GuardianFactory) -> Non
     assert all(isinstance(r, BudgetExceeded) for r in results)
     assert model.calls == 20
     assert len({r.run_id for r in results if isinstance(r, BudgetExceeded)}) == 10
+
+
+def test_operator_kill_sends_one_killed_alert(make_guardian: GuardianFactory) -> None:
+    """guardian kill raises a 'killed' alert naming the target; refused runs do not each alert again."""
+    from guardian.alerts import RecordingSink
+
+    sink = RecordingSink(all_kinds=True)
+    guard = make_guardian(run_cap(llm_calls=10), alert_sinks=[sink])
+    guard.kill(user="mallory")
+    model = ScriptedChatModel(replies=["x"], cycle=True, max_tokens=5)
+    for _ in range(3):
+        with pytest.raises(RunKilled):
+            model.invoke("q", config={"callbacks": [guard.callback(user="mallory")]})
+    assert guard.alerts.flush(5.0)
+    (alert,) = sink.alerts
+    assert (alert.kind, alert.scope, alert.scope_key, alert.user) == ("killed", "user", "mallory", "mallory")
+
+
+def test_an_exhausted_tenant_budget_alerts_once_and_counts_refusals(make_guardian: GuardianFactory) -> None:
+    """Many refused runs of one tenant: one threshold alert, one exceeded alert, refusals counted in status."""
+    from guardian.alerts import RecordingSink
+
+    sink = RecordingSink(all_kinds=True)
+    guard = make_guardian(
+        {
+            "budgets": [
+                {
+                    "name": "tenant-daily",
+                    "scope": "tenant",
+                    "window": "day",
+                    "limits": {"llm_calls": 3},
+                    "alert_at": [0.5],
+                }
+            ]
+        },
+        alert_sinks=[sink],
+    )
+    model = ScriptedChatModel(replies=["x"], cycle=True, max_tokens=5)
+    refused = 0
+    with capture_logs() as logs:
+        for i in range(8):
+            try:
+                model.invoke("q", config={"callbacks": [guard.callback(user=f"user{i}", tenant="acme")]})
+            except BudgetExceeded:
+                refused += 1
+    assert (model.calls, refused) == (3, 5)
+    assert guard.alerts.flush(5.0)
+    kinds = sorted(a.kind for a in sink.alerts)
+    assert kinds == ["exceeded", "threshold"]
+    assert [e["event"] for e in logs].count("budget_exceeded") == 5
+    (row,) = guard.status()
+    assert row.refused == 5 and row.spent.llm_calls == 3

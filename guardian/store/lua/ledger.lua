@@ -5,6 +5,7 @@
 --
 -- A bucket is one hash. Field 'v' packs its counters: s1..s6 (spent), r1..r6 (reserved), x (the
 -- earliest expiry of a live hold, ms; 0 when none). Field 'h:<call id>' packs a hold: expiry, a1..a6.
+-- Field 'refused' counts the requests this bucket refused.
 -- Packing keeps a reservation to a handful of redis.call()s per bucket, which is what a script costs.
 -- Expired holds are swept only when 'x' says one may have expired (a crashed process's leftovers).
 --
@@ -199,6 +200,10 @@ for _ = 1, nops do
       end
     end
     if refusal ~= nil then
+      -- Counted on the bucket that refused, so `guardian status` shows how many calls a budget turned away.
+      local refusing = buckets[refusal[2] + 1]
+      redis.call('HINCRBY', refusing[1], 'refused', 1)
+      redis.call('PEXPIRE', refusing[1], refusing[2])
       for _, v in ipairs(states) do
         append_state(refusal, v)
       end
