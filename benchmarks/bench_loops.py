@@ -44,9 +44,7 @@ def message(rng: random.Random, i: int) -> BaseMessage:
         return AIMessage(
             content=text(rng, rng.randint(10, 40)),
             id=f"lc_run--{rng.getrandbits(64):x}",
-            tool_calls=[
-                {"name": "search", "args": {"query": text(rng, 3)}, "id": f"call_{i}", "type": "tool_call"}
-            ],
+            tool_calls=[{"name": "search", "args": {"query": text(rng, 3)}, "id": f"call_{i}", "type": "tool_call"}],
             usage_metadata={"input_tokens": 900, "output_tokens": 40, "total_tokens": 940},
             response_metadata={"model_name": "gpt-4o-mini", "finish_reason": "tool_calls"},
         )
@@ -93,10 +91,7 @@ def main() -> None:
     # A node that returns the last 20 messages of a growing conversation: 19 seen before, 1 new.
     sliding = [NodeObservation("agent", {"messages": pool[i : i + 20]}) for i in range(STEPS)]
     # The same, but every message a fresh copy (state deserialized from a checkpointer).
-    fresh = [
-        NodeObservation("agent", {"messages": [m.model_copy() for m in pool[i : i + 20]]})
-        for i in range(STEPS)
-    ]
+    fresh = [NodeObservation("agent", {"messages": [m.model_copy() for m in pool[i : i + 20]]}) for i in range(STEPS)]
     # A ReAct step as create_agent reports it: reply, model node, tool call, tools node.
     react: list[Observation] = []
     for i in range(STEPS // 4):

@@ -33,7 +33,8 @@ PolicyPaths = Annotated[
     list[Path] | None, typer.Option("--policy", "-p", help="Policy file or directory (repeatable).")
 ]
 StoreUrl = Annotated[
-    str | None, typer.Option("--store", help=f"Store URL (default: ${STORE_URL_ENV}, else the embedded store).")
+    str | None,
+    typer.Option("--store", help=f"Store URL (default: ${STORE_URL_ENV}, else the embedded store)."),
 ]
 Prefix = Annotated[str, typer.Option("--prefix", help="Key prefix of the store.")]
 
@@ -203,15 +204,25 @@ def _status_json(row: BudgetStatus) -> dict[str, object]:
 
 def _status_table(rows: list[BudgetStatus]) -> Table:
     table = Table(title="Guardian spend")
-    columns = ("budget", "scope", "key", "window", "tokens", "cost", "llm calls", "tool calls", "refused", "limit", "used")
+    columns = (
+        "budget",
+        "scope",
+        "key",
+        "window",
+        "tokens",
+        "cost",
+        "llm calls",
+        "tool calls",
+        "refused",
+        "limit",
+        "used",
+    )
     for column in columns:
         table.add_column(column, justify="right" if column in ("tokens", "cost", "used", "refused") else "left")
     for row in rows:
         in_flight = row.reserved
         tokens = f"{row.spent.total_tokens:,}" + (f" (+{in_flight.total_tokens:,})" if in_flight.total_tokens else "")
-        limits = ", ".join(
-            f"{m}={usd(v) if m == 'cost_usd' else f'{v:,}'}" for m, v in row.limits.items()
-        ) or "-"
+        limits = ", ".join(f"{m}={usd(v) if m == 'cost_usd' else f'{v:,}'}" for m, v in row.limits.items()) or "-"
         fraction = row.used_fraction()
         table.add_row(
             row.budget,

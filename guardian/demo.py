@@ -36,8 +36,7 @@ TOPICS = ["solid-state batteries", "sodium-ion cells", "lithium supply", "grid s
 @tool
 def web_search(query: str) -> str:
     """Search the web and return the top results."""
-    body = " ".join(f"{query} finding {i}: a long paragraph of search results that the agent keeps." for i in range(60))
-    return body
+    return " ".join(f"{query} finding {i}: a long paragraph of search results that the agent keeps." for i in range(60))
 
 
 def _next_query(messages: Sequence[BaseMessage]) -> AIMessage:
@@ -114,7 +113,9 @@ def run_demo(*, store_url: str | None = None, max_steps: int = 60, console: Cons
     model = ScriptedChatModel(replies=[_next_query], cycle=True, model=MODEL, provider="openai", max_tokens=300)
     graph = react_graph(model, [web_search])
     console.print(f"[bold]Guardian demo[/bold]: a research agent on {MODEL} that never stops searching ({store_name}).")
-    console.print("  budget run-cap: $0.25 a run, alerts at 50% and 80%; the agent may take up to", max_steps, "steps\n")
+    console.print(
+        "  budget run-cap: $0.25 a run, alerts at 50% and 80%; the agent may take up to", max_steps, "steps\n"
+    )
     progress = _Progress(guard, console)
     handler = guard.callback(agent="researcher", user="alice", tenant="acme", tags=["demo"])
     code = 1

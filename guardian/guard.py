@@ -205,4 +205,3 @@ def _one_target(**targets: str | None) -> tuple[KillTarget, str]:
     name, value = given[0]
     assert value is not None
     return name, value  # type: ignore[return-value]
-

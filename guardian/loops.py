@@ -143,13 +143,9 @@ class LoopSettings:
         if not 0.0 < self.similarity <= 1.0:
             problems.append(f"similarity must be in (0, 1], got {self.similarity}")
         if self.max_steps_without_progress < 1:
-            problems.append(
-                f"max_steps_without_progress must be at least 1, got {self.max_steps_without_progress}"
-            )
+            problems.append(f"max_steps_without_progress must be at least 1, got {self.max_steps_without_progress}")
         problems.extend(
-            f"allow[{tool!r}] must be at least 2, got {limit}"
-            for tool, limit in self.allow.items()
-            if limit < 2
+            f"allow[{tool!r}] must be at least 2, got {limit}" for tool, limit in self.allow.items() if limit < 2
         )
         if problems:
             raise ValueError("invalid loop settings: " + "; ".join(problems))
@@ -759,9 +755,7 @@ class LoopDetector:
             )
         return None
 
-    def _verdict_from(
-        self, signal: Signal, subject: str, repeats: int, since: _Mark, what: str
-    ) -> LoopVerdict:
+    def _verdict_from(self, signal: Signal, subject: str, repeats: int, since: _Mark, what: str) -> LoopVerdict:
         steps = self._step - since.step
         tokens = self._tokens - since.tokens
         calls = self._model_calls - since.model_calls

@@ -273,8 +273,7 @@ def load_policy(paths: Iterable[str | os.PathLike[str]], env: Mapping[str, str] 
             parsed.append((source, lines, model))
     if problems:
         raise PolicyError(problems)
-    policy = _compile(parsed)
-    return policy
+    return _compile(parsed)
 
 
 def _expand(paths: Iterable[str | os.PathLike[str]], problems: list[PolicyProblem]) -> list[Path]:
@@ -293,7 +292,9 @@ def _expand(paths: Iterable[str | os.PathLike[str]], problems: list[PolicyProble
     return out
 
 
-def _parse_yaml(text: str, source: str, problems: list[PolicyProblem]) -> tuple[dict[str, Any], dict[Path_, int]] | None:
+def _parse_yaml(
+    text: str, source: str, problems: list[PolicyProblem]
+) -> tuple[dict[str, Any], dict[Path_, int]] | None:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -445,7 +446,12 @@ def _compile(parsed: Sequence[tuple[str, Mapping[Path_, int], PolicyFileModel]])
         if model.alerts is not None:
             if alerts is not None:
                 problems.append(
-                    PolicyProblem(source, _line_of(lines, ("alerts",)), "alerts", f"alerts already set in {alerts_origin}")
+                    PolicyProblem(
+                        source,
+                        _line_of(lines, ("alerts",)),
+                        "alerts",
+                        f"alerts already set in {alerts_origin}",
+                    )
                 )
             alerts, alerts_origin = model.alerts, source
     if problems:

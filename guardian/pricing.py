@@ -37,7 +37,12 @@ _PROVIDER_ALIASES = {
 _FLAT_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
 # Price units that apply to a plain text call but that the flat formula does not cover. Units we never
 # report (searches, audio, images, video, documents, 1h cache writes) cost nothing for our usage.
-_NEEDS_GENAI_PRICES = ("requests_kcount", "input_mchars", "output_reasoning_mtok", "input_text_messages_kcount")
+_NEEDS_GENAI_PRICES = (
+    "requests_kcount",
+    "input_mchars",
+    "output_reasoning_mtok",
+    "input_text_messages_kcount",
+)
 _REFRESH_S = 86_400.0
 
 
@@ -118,9 +123,7 @@ class Pricer:
         return rate
 
     def _lookup(self, provider: str | None, model: str, now: float) -> _Rate | None:
-        override = self._overrides.get(model) or (
-            self._overrides.get(f"{provider}/{model}") if provider else None
-        )
+        override = self._overrides.get(model) or (self._overrides.get(f"{provider}/{model}") if provider else None)
         if override is not None:
             return _Rate(
                 input=override.input,

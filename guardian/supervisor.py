@@ -35,9 +35,9 @@ from guardian.policy import Budget, LoopRule, Policy
 from guardian.pricing import Pricer, TokenUsage
 from guardian.store.base import (
     BucketState,
-    Counter,
     ChargeMode,
     CommitRequest,
+    Counter,
     KillCheck,
     ReleaseRequest,
     ReserveRequest,
@@ -477,7 +477,7 @@ class Supervisor:
             return self._refused(run, request, result)
         return result
 
-    def _store_op(self, action: Callable[[], None], op: str) -> None:
+    def _store_op(self, action: Callable[[], object], op: str) -> None:
         try:
             action()
         except StoreError as exc:
@@ -594,10 +594,26 @@ class Supervisor:
             spent=state.spent.get(metric) + state.reserved.get(metric),
             action="alert",
         )
-        self._alert("exceeded", run, b, state, threshold=1.0, reason="budget passed its limit (action: alert)", now=now)
+        self._alert(
+            "exceeded",
+            run,
+            b,
+            state,
+            threshold=1.0,
+            reason="budget passed its limit (action: alert)",
+            now=now,
+        )
 
     def _alert(
-        self, kind: str, run: RunState, b: _Bound, state: BucketState | None, *, threshold: float, reason: str, now: float
+        self,
+        kind: str,
+        run: RunState,
+        b: _Bound,
+        state: BucketState | None,
+        *,
+        threshold: float,
+        reason: str,
+        now: float,
     ) -> None:
         key = _dedup_key(kind, b, threshold)
         if key in self._alerted:
@@ -691,5 +707,7 @@ class Supervisor:
 
 
 _UTC = ZoneInfo("UTC")
+
+
 def _dedup_key(kind: str, b: _Bound, threshold: float) -> str:
     return f"{kind}:{b.budget.name}:{b.budget.scope}:{b.scope_key}:{b.window}:{threshold:g}"

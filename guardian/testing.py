@@ -165,4 +165,6 @@ def tool_call(name: str, args: dict[str, Any], call_id: str | None = None) -> AI
     """A scripted reply that asks for one tool call."""
     import uuid
 
-    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id or f"call_{uuid.uuid4().hex[:8]}"}])
+    return AIMessage(
+        content="", tool_calls=[{"name": name, "args": args, "id": call_id or f"call_{uuid.uuid4().hex[:8]}"}]
+    )

@@ -58,18 +58,12 @@ class SlackConfig(BaseModel):
                     "posts to the channel it was created for"
                 )
             if self.api_url is not None:
-                raise ValueError(
-                    "api_url applies to token and channel only; a webhook_url is already a full URL"
-                )
+                raise ValueError("api_url applies to token and channel only; a webhook_url is already a full URL")
             return self
         if self.token is not None and self.channel is None:
-            raise ValueError(
-                "token is set but channel is not: chat.postMessage needs a channel, e.g. '#alerts'"
-            )
+            raise ValueError("token is set but channel is not: chat.postMessage needs a channel, e.g. '#alerts'")
         if self.channel is not None and self.token is None:
-            raise ValueError(
-                "channel is set but token is not: posting to a channel needs a bot token (xoxb-...)"
-            )
+            raise ValueError("channel is set but token is not: posting to a channel needs a bot token (xoxb-...)")
         if self.token is None:
             raise ValueError(
                 "no Slack destination: set webhook_url, or token and channel "

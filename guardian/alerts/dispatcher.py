@@ -37,9 +37,7 @@ _log = structlog.get_logger("guardian")
 class FlagStore(Protocol):
     """The one store operation alerts need (``guardian.store.Store`` provides it)."""
 
-    def set_flag(
-        self, key: str, ttl_s: float | None, *, now: float, only_if_absent: bool = False
-    ) -> bool: ...
+    def set_flag(self, key: str, ttl_s: float | None, *, now: float, only_if_absent: bool = False) -> bool: ...
 
 
 @dataclass(eq=False)

@@ -128,9 +128,7 @@ def _usage_line(alert: Alert, metric: str) -> str:
 def _title(alert: Alert) -> tuple[str, str, str | None]:
     """(emoji, what happened, about what)."""
     if alert.kind == "threshold":
-        what = (
-            "Budget threshold passed" if alert.threshold is None else f"Budget at {_percent(alert.threshold)}"
-        )
+        what = "Budget threshold passed" if alert.threshold is None else f"Budget at {_percent(alert.threshold)}"
         return ":warning:", what, alert.budget
     if alert.kind == "exceeded":
         return ":rotating_light:", "Budget exceeded", alert.budget
@@ -249,9 +247,7 @@ def format_blocks(alert: Alert, mention: str | None = None) -> list[dict[str, An
     if alert.reason:
         label = "Loop signal" if alert.kind == "loop" else "Reason"
         quoted = "\n".join(f">{line}" for line in escape_mrkdwn(alert.reason).splitlines())
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": _clip(f"*{label}*\n{quoted}", _TEXT_MAX)}}
-        )
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _clip(f"*{label}*\n{quoted}", _TEXT_MAX)}})
     if alert.action_hint:
         hint = _clip(f"*What to do*\n{escape_mrkdwn(alert.action_hint)}", _TEXT_MAX)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": hint}})
@@ -288,9 +284,7 @@ def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
 class _ConnectionRetry(ConnectionErrorRetryHandler):
     """Connection refused/reset before Slack saw the request: safe to resend."""
 
-    def __init__(
-        self, max_retry_count: int, interval_calculator: RetryIntervalCalculator, sleep: Sleep
-    ) -> None:
+    def __init__(self, max_retry_count: int, interval_calculator: RetryIntervalCalculator, sleep: Sleep) -> None:
         super().__init__(max_retry_count=max_retry_count, interval_calculator=interval_calculator)
         self.sleep = sleep
 
@@ -310,9 +304,7 @@ class _ConnectionRetry(ConnectionErrorRetryHandler):
 class _ServerErrorRetry(ServerErrorRetryHandler):
     """Any 5xx (slack-sdk's own handler only covers 500 and 503)."""
 
-    def __init__(
-        self, max_retry_count: int, interval_calculator: RetryIntervalCalculator, sleep: Sleep
-    ) -> None:
+    def __init__(self, max_retry_count: int, interval_calculator: RetryIntervalCalculator, sleep: Sleep) -> None:
         super().__init__(max_retry_count=max_retry_count, interval_calculator=interval_calculator)
         self.sleep = sleep
 
@@ -498,8 +490,7 @@ class SlackSink:
             retry_after = _retry_after(exc.response.headers)
             retryable = status == 429 or status >= 500 or error in _RETRYABLE_API_ERRORS
             raise AlertDeliveryError(
-                f"Slack chat.postMessage to {self.config.channel} failed: "
-                f"HTTP {status}, error {error or 'unknown'}",
+                f"Slack chat.postMessage to {self.config.channel} failed: HTTP {status}, error {error or 'unknown'}",
                 retryable=retryable,
                 retry_after_s=retry_after,
             ) from exc

@@ -185,9 +185,7 @@ def _command_text(output: Any) -> str:
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
-    return json.dumps(
-        normalize(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    )
+    return json.dumps(normalize(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 class ObservationTracker:

@@ -60,8 +60,7 @@ class _Bucket:
         reserved = self.reserved
         for i, value in enumerate(amounts):
             reserved[i] += value
-        if expiry < self.next_expiry:
-            self.next_expiry = expiry
+        self.next_expiry = min(self.next_expiry, expiry)
 
     def state(self) -> BucketState:
         return BucketState(Amounts(*self.spent), Amounts(*self.reserved), self.refused)
@@ -104,8 +103,7 @@ class MemoryStore(Store):
             for target, bucket in zip(request.targets, buckets, strict=True):
                 if bucket.expires_at == 0.0:
                     self._buckets[target.key] = bucket
-                if target.expires_at > bucket.expires_at:
-                    bucket.expires_at = target.expires_at
+                bucket.expires_at = max(bucket.expires_at, target.expires_at)
                 if request.mode == ChargeMode.CHARGE:
                     spent = bucket.spent
                     for i, value in enumerate(amount):

@@ -29,6 +29,7 @@ from guardian.store.base import (
     ReserveRequest,
     ReserveResult,
     Store,
+    Target,
 )
 
 __all__ = ["RedisStore"]
@@ -211,9 +212,7 @@ class RedisStore(Store):
 
     def set_flag(self, key: str, ttl_s: float | None, *, now: float, only_if_absent: bool = False) -> bool:
         try:
-            done = self.client.set(
-                key, "1", px=None if ttl_s is None else max(1, _ms(ttl_s)), nx=only_if_absent
-            )
+            done = self.client.set(key, "1", px=None if ttl_s is None else max(1, _ms(ttl_s)), nx=only_if_absent)
         except redis.RedisError as exc:
             raise _store_error("set_flag", exc) from exc
         return bool(done)
@@ -283,17 +282,14 @@ class RedisStore(Store):
                 )
             self._pending.append(item)
             if self._flusher is None and not self._closed:
-                self._flusher = threading.Thread(
-                    target=self._flush_loop, name="guardian-redis-flusher", daemon=True
-                )
+                self._flusher = threading.Thread(target=self._flush_loop, name="guardian-redis-flusher", daemon=True)
                 self._flusher.start()
             if len(self._pending) >= self._max_batch:
                 self._wake.notify()
 
     def _take_pending(self) -> list[CommitRequest | ReleaseRequest]:
         with self._lock:
-            taken = [self._pending.popleft() for _ in range(min(len(self._pending), self._max_batch))]
-        return taken
+            return [self._pending.popleft() for _ in range(min(len(self._pending), self._max_batch))]
 
     def _requeue(self, items: list[CommitRequest | ReleaseRequest]) -> None:
         with self._lock:

@@ -197,9 +197,7 @@ def test_same_dedup_key_from_eight_threads_sends_one_message(
     assert dispatcher.flush(timeout_s=5)
     assert len(fake_slack.delivered) == 1
 
-    dispatcher.submit(
-        make_alert(dedup_key="exceeded:user-daily:user:alice:2026-01-06", window="day:2026-01-06")
-    )
+    dispatcher.submit(make_alert(dedup_key="exceeded:user-daily:user:alice:2026-01-06", window="day:2026-01-06"))
     assert dispatcher.flush(timeout_s=5)
     assert len(fake_slack.delivered) == 2
     assert fake_slack.delivered[1].body["blocks"][2]["fields"][-1]["text"] == "*Window*\nday:2026-01-06"
@@ -219,9 +217,7 @@ def test_repeats_are_deduplicated_in_process_without_the_store(
     assert store.set_flag_calls == 1
 
 
-def test_dedup_mark_expires_with_its_ttl(
-    make_dispatcher: DispatcherFactory, make_alert: Callable[..., Alert]
-) -> None:
+def test_dedup_mark_expires_with_its_ttl(make_dispatcher: DispatcherFactory, make_alert: Callable[..., Alert]) -> None:
     """The dedup mark lives dedup_ttl_s on the injected clock: after it, the same key alerts again."""
     now = [1_767_600_000.0]
     sink = RecordingSink()
@@ -255,9 +251,7 @@ def test_dedup_mark_is_set_through_the_store(
     assert store.set_flag(keys.mark("alert:fresh"), None, now=0.0, only_if_absent=True) is False
 
 
-def test_store_failure_delivers_anyway(
-    make_dispatcher: DispatcherFactory, make_alert: Callable[..., Alert]
-) -> None:
+def test_store_failure_delivers_anyway(make_dispatcher: DispatcherFactory, make_alert: Callable[..., Alert]) -> None:
     """If the store cannot dedup, the failure is logged and the alert is delivered (better a
     duplicate than silence); repeats in this process are still deduplicated."""
     sink = RecordingSink()
@@ -301,9 +295,7 @@ def test_build_dispatcher_from_config(
     assert [type(s) for s in bare.sinks] == [LogSink]
     bare.close()
     config = AlertsConfig(slack=webhook_config, on=("loop",))
-    dispatcher = build_dispatcher(
-        config, store=MemoryStore(), keys=KeyBuilder("guardian-test:"), extra_sinks=[extra]
-    )
+    dispatcher = build_dispatcher(config, store=MemoryStore(), keys=KeyBuilder("guardian-test:"), extra_sinks=[extra])
     try:
         assert [type(s) for s in dispatcher.sinks] == [LogSink, SlackSink, RecordingSink]
         dispatcher.submit(make_alert(dedup_key="e"))
@@ -397,9 +389,7 @@ def test_full_queue_drops_loudly_without_blocking(
 # --------------------------------------------------------------------------- close
 
 
-def test_close_flushes_pending_alerts(
-    make_dispatcher: DispatcherFactory, make_alert: Callable[..., Alert]
-) -> None:
+def test_close_flushes_pending_alerts(make_dispatcher: DispatcherFactory, make_alert: Callable[..., Alert]) -> None:
     """close() delivers everything already submitted before returning, and drops nothing."""
     sink = RecordingSink()
     dispatcher = make_dispatcher([sink])
@@ -433,9 +423,7 @@ def test_close_with_slack_down_logs_every_undelivered_alert(
     """With Slack down, close() gives up within its bounds and logs alert_dropped with each alert's
     content."""
     fake_slack.go_down(500)
-    dispatcher = make_dispatcher(
-        [SlackSink(webhook_config, max_retries=0)], max_attempts=2, retry_base_s=3600
-    )
+    dispatcher = make_dispatcher([SlackSink(webhook_config, max_retries=0)], max_attempts=2, retry_base_s=3600)
     with capture_logs() as logs:
         for budget in ("a", "b", "c"):
             dispatcher.submit(make_alert(dedup_key=budget, budget=budget))
@@ -509,9 +497,7 @@ def test_atexit_registration(
     assert calls == [("register", dispatcher.close), ("unregister", dispatcher.close)]
 
 
-def test_recording_sink_waits_for_alerts(
-    make_dispatcher: DispatcherFactory, make_alert: Callable[..., Alert]
-) -> None:
+def test_recording_sink_waits_for_alerts(make_dispatcher: DispatcherFactory, make_alert: Callable[..., Alert]) -> None:
     """RecordingSink.wait_for lets a user's test wait for delivery without sleeping."""
     sink = RecordingSink()
     dispatcher = make_dispatcher([sink])
@@ -523,9 +509,7 @@ def test_recording_sink_waits_for_alerts(
     assert sink.alerts == []
 
 
-def test_forked_child_gets_its_own_worker(
-    make_dispatcher: DispatcherFactory, make_alert: Callable[..., Alert]
-) -> None:
+def test_forked_child_gets_its_own_worker(make_dispatcher: DispatcherFactory, make_alert: Callable[..., Alert]) -> None:
     """After a fork (e.g. a pre-forking server), the child starts its own worker and delivers its
     alerts; it does not inherit the parent's pending ones."""
     sink = RecordingSink()

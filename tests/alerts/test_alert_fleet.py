@@ -58,9 +58,7 @@ def submit_from_process(redis_url: str, prefix: str, webhook_url: str, start: Ba
         store.close()
 
 
-def test_processes_sharing_redis_send_one_message(
-    fake_slack: FakeSlack, redis_url: str, key_prefix: str
-) -> None:
+def test_processes_sharing_redis_send_one_message(fake_slack: FakeSlack, redis_url: str, key_prefix: str) -> None:
     """Four processes, each with its own RedisStore on the same Redis and prefix, submit the same
     alert at the same moment: Slack receives exactly one message."""
     context = multiprocessing.get_context("spawn")
@@ -80,8 +78,7 @@ def test_processes_sharing_redis_send_one_message(
     assert [p.exitcode for p in processes] == [0] * PROCESSES
     assert len(fake_slack.delivered) == 1
     assert (
-        fake_slack.delivered[0].body["blocks"][0]["text"]["text"]
-        == ":rotating_light: Budget exceeded: tenant-monthly"
+        fake_slack.delivered[0].body["blocks"][0]["text"]["text"] == ":rotating_light: Budget exceeded: tenant-monthly"
     )
 
 

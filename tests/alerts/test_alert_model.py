@@ -49,9 +49,7 @@ def test_log_fields_are_flat(make_alert: Callable[..., Alert]) -> None:
 @pytest.mark.parametrize(
     ("override", "message"), [({"kind": "boom"}, "unknown alert kind"), ({"dedup_key": ""}, "dedup_key")]
 )
-def test_invalid_alerts_are_refused(
-    override: dict[str, Any], message: str, make_alert: Callable[..., Alert]
-) -> None:
+def test_invalid_alerts_are_refused(override: dict[str, Any], message: str, make_alert: Callable[..., Alert]) -> None:
     """An unknown kind or an empty dedup key is a programming error, refused at construction."""
     with pytest.raises(ValueError, match=message):
         make_alert(**override)
@@ -90,9 +88,7 @@ def test_defaults() -> None:
 
 def test_token_and_channel() -> None:
     """A bot token with a channel (and an optional API URL) is the other valid destination."""
-    config = SlackConfig.model_validate(
-        {"token": "xoxb-1", "channel": "#a", "api_url": "http://127.0.0.1:9/api/"}
-    )
+    config = SlackConfig.model_validate({"token": "xoxb-1", "channel": "#a", "api_url": "http://127.0.0.1:9/api/"})
     assert not config.uses_webhook
     assert config.channel == "#a"
 

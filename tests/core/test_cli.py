@@ -20,7 +20,8 @@ def test_validate_prints_a_summary_for_a_valid_policy() -> None:
     """A valid policy exits 0 with its budgets listed."""
     result = runner.invoke(app, ["validate", str(ROOT / "policies")])
     assert result.exit_code == 0, result.output
-    assert "valid" in result.output and "user-daily" in result.output
+    assert "valid" in result.output
+    assert "user-daily" in result.output
 
 
 def test_validate_lists_every_problem_and_fails(tmp_path: Path) -> None:
@@ -36,7 +37,10 @@ def test_validate_lists_every_problem_and_fails(tmp_path: Path) -> None:
 def test_status_and_kill_work_against_the_fleet_store(redis_url: str, key_prefix: str) -> None:
     """status reads live spend from Redis; kill sets a flag an agent in another process would see."""
     policy = Policy.from_dict(
-        {"version": 1, "budgets": [{"name": "daily", "scope": "user", "window": "day", "limits": {"cost_usd": 1}}]}
+        {
+            "version": 1,
+            "budgets": [{"name": "daily", "scope": "user", "window": "day", "limits": {"cost_usd": 1}}],
+        }
     )
     guard = Guardian(policy, store=redis_url, key_prefix=key_prefix)
     model = ScriptedChatModel(replies=["hello"], cycle=True, max_tokens=10)
@@ -47,9 +51,11 @@ def test_status_and_kill_work_against_the_fleet_store(redis_url: str, key_prefix
     assert status.exit_code == 0, status.output
     (row,) = [json.loads(line) for line in status.output.splitlines()]
     assert (row["budget"], row["tenant"], row["scope_key"]) == ("daily", "acme", "alice")
-    assert row["spent"]["llm_calls"] == 1 and row["spent"]["cost_usd"] > 0
+    assert row["spent"]["llm_calls"] == 1
+    assert row["spent"]["cost_usd"] > 0
     table = runner.invoke(app, ["status", *common])
-    assert table.exit_code == 0 and "Guardian spend" in table.output
+    assert table.exit_code == 0
+    assert "Guardian spend" in table.output
     killed = runner.invoke(app, ["kill", "--user", "alice", *common])
     assert killed.exit_code == 0, killed.output
     assert ("user", "alice") in guard.kills()
@@ -64,6 +70,7 @@ def test_demo_stops_the_runaway_agent_and_alerts() -> None:
     """`guardian demo` on the embedded store: threshold alerts, then a BudgetExceeded halt, exit 0."""
     result = runner.invoke(app, ["demo"])
     assert result.exit_code == 0, result.output
-    assert "ALERT threshold" in result.output and "ALERT exceeded" in result.output
+    assert "ALERT threshold" in result.output
+    assert "ALERT exceeded" in result.output
     assert "stopped by Guardian: BudgetExceeded" in result.output
     assert "the refused call was never sent" in result.output

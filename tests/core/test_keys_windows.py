@@ -11,8 +11,8 @@ from guardian.keys import BucketKey, KeyBuilder
 from guardian.windows import window_span
 
 
-def ts(*args: int, tz: str = "UTC") -> float:
-    return datetime(*args, tzinfo=ZoneInfo(tz)).timestamp()  # type: ignore[misc]
+def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, tz: str = "UTC") -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=ZoneInfo(tz)).timestamp()
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,8 @@ def test_names_cannot_collide_or_change_the_hash_slot() -> None:
     b = keys.bucket(BucketKey("acme", "x", "user", "y:z", "run"))
     assert a != b
     tenant_tagged = keys.bucket(BucketKey("ev}il{", "b", "user", "u", "run"))
-    assert tenant_tagged.count("{") == 1 and tenant_tagged.count("}") == 1
+    assert tenant_tagged.count("{") == 1
+    assert tenant_tagged.count("}") == 1
 
 
 def test_prefix_may_not_carry_a_hash_tag() -> None:
@@ -52,7 +53,8 @@ def test_day_windows_follow_the_zone_including_dst() -> None:
     span = window_span("day", paris, ts(2026, 10, 25, 12, tz="Europe/Paris"))
     assert span.id == "2026-10-25"
     assert span.start == ts(2026, 10, 25, tz="Europe/Paris")
-    assert span.end is not None and span.start is not None
+    assert span.end is not None
+    assert span.start is not None
     assert span.end - span.start == 25 * 3600
     just_before = window_span("day", paris, ts(2026, 11, 18, 22, 59, 59))
     just_after = window_span("day", paris, ts(2026, 11, 18, 23, 0, 0))
@@ -63,11 +65,15 @@ def test_week_month_and_hour_windows() -> None:
     """ISO weeks start Monday; months roll at local midnight of the 1st; hours carry their offset."""
     ny = ZoneInfo("America/New_York")
     week = window_span("week", ny, ts(2026, 11, 25, 12, tz="America/New_York"))
-    assert week.id == "2026-W48" and week.start == ts(2026, 11, 23, tz="America/New_York")
+    assert week.id == "2026-W48"
+    assert week.start == ts(2026, 11, 23, tz="America/New_York")
     month = window_span("month", ny, ts(2026, 12, 1, 4, 59))  # still November in New York
-    assert month.id == "2026-11" and month.end == ts(2026, 12, 1, tz="America/New_York")
+    assert month.id == "2026-11"
+    assert month.end == ts(2026, 12, 1, tz="America/New_York")
     first = window_span("hour", ny, ts(2026, 11, 1, 1, 30, tz="America/New_York"))
-    assert first.end is not None and first.start is not None and first.end - first.start == 3600
+    assert first.end is not None
+    assert first.start is not None
+    assert first.end - first.start == 3600
     assert window_span("hour", ZoneInfo("UTC"), datetime(2026, 1, 1, 5, 59, tzinfo=UTC).timestamp()).id.startswith(
         "2026-01-01T05"
     )

@@ -9,14 +9,14 @@ from typing import Annotated, Any, TypedDict
 
 import pytest
 from genai_prices import Usage, calc_price
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 from structlog.testing import capture_logs
 
 import guardian
 from guardian import BudgetExceeded, GuardianError, GuardianHalt, RunKilled, UnknownModel
-from guardian.amounts import micro_usd
+from guardian.amounts import Amounts, micro_usd
 from guardian.testing import ScriptedChatModel, react_graph, tool_call
 
 from .conftest import FakeClock, GuardianFactory
@@ -29,7 +29,7 @@ def usage_reply(text: str, input_tokens: int, output_tokens: int, **details: Any
         "total_tokens": input_tokens + output_tokens,
     }
     usage.update(details)
-    return AIMessage(content=text, usage_metadata=usage)  # type: ignore[arg-type]
+    return AIMessage(content=text, usage_metadata=usage)
 
 
 def run_cap(**limits: Any) -> dict[str, Any]:
@@ -57,17 +57,21 @@ def test_model_call_is_charged_its_exact_usage_and_price(make_guardian: Guardian
     model.invoke("hi", config={"callbacks": [guard.callback(agent="a", user="u", tenant="t")]})
     (row,) = guard.status()
     expected = calc_price(
-        Usage(input_tokens=12_000, output_tokens=800, cache_read_tokens=4_000), "gpt-4o-mini", provider_id="openai"
+        Usage(input_tokens=12_000, output_tokens=800, cache_read_tokens=4_000),
+        "gpt-4o-mini",
+        provider_id="openai",
     ).total_price
     assert (row.spent.input_tokens, row.spent.output_tokens, row.spent.total_tokens) == (12_000, 800, 12_800)
     assert row.spent.cost_usd == micro_usd(expected)
     assert row.spent.llm_calls == 1
-    assert row.reserved == guardian.guard.Amounts()
+    assert row.reserved == Amounts()
 
 
 def test_refusal_happens_before_the_provider_is_called(make_guardian: GuardianFactory) -> None:
     """The call that would pass the limit raises BudgetExceeded and the model never runs."""
-    guard = make_guardian({"budgets": [{"name": "daily", "scope": "user", "window": "day", "limits": {"llm_calls": 2}}]})
+    guard = make_guardian(
+        {"budgets": [{"name": "daily", "scope": "user", "window": "day", "limits": {"llm_calls": 2}}]}
+    )
     model = ScriptedChatModel(replies=["ok"], cycle=True, max_tokens=10)
     handler = guard.callback(user="alice")
     model.invoke("1", config={"callbacks": [handler]})
@@ -76,10 +80,19 @@ def test_refusal_happens_before_the_provider_is_called(make_guardian: GuardianFa
         model.invoke("3", config={"callbacks": [handler]})
     assert model.calls == 2
     err = caught.value
-    assert (err.budget, err.scope, err.scope_key, err.unit, err.limit, err.spent) == ("daily", "user", "alice", "llm_calls", 2, 2)
+    assert (err.budget, err.scope, err.scope_key, err.unit, err.limit, err.spent) == (
+        "daily",
+        "user",
+        "alice",
+        "llm_calls",
+        2,
+        2,
+    )
     assert err.run_id is not None
     assert "guardian status --budget daily" in str(err)
-    assert isinstance(err, RuntimeError) and isinstance(err, GuardianError) and isinstance(err, GuardianHalt)
+    assert isinstance(err, RuntimeError)
+    assert isinstance(err, GuardianError)
+    assert isinstance(err, GuardianHalt)
 
 
 def test_runaway_graph_is_stopped(make_guardian: GuardianFactory) -> None:
@@ -93,9 +106,12 @@ def test_runaway_graph_is_stopped(make_guardian: GuardianFactory) -> None:
     assert caught.value.budget == "run-cap"
     events = [e["event"] for e in logs]
     assert events.count("call_committed") == 5
-    assert "budget_exceeded" in events and events[-1] == "run_finished"
+    assert "budget_exceeded" in events
+    assert events[-1] == "run_finished"
     exceeded = next(e for e in logs if e["event"] == "budget_exceeded")
-    assert exceeded["run_id"] == caught.value.run_id and exceeded["agent"] == "r" and exceeded["limit"] == 5
+    assert exceeded["run_id"] == caught.value.run_id
+    assert exceeded["agent"] == "r"
+    assert exceeded["limit"] == 5
     (row,) = guard.status()
     assert (row.spent.llm_calls, row.spent.tool_calls) == (5, 5)
 
@@ -154,14 +170,18 @@ def test_stream_with_usage_commits_the_final_chunk_usage(make_guardian: Guardian
 async def test_astream_is_cut_mid_way(make_guardian: GuardianFactory) -> None:
     """astream halts mid-stream like stream does."""
     guard = make_guardian(
-        {"settings": {"default_max_output_tokens": 10, "stream_block_tokens": 10}, **run_cap(output_tokens=30)}
+        {
+            "settings": {"default_max_output_tokens": 10, "stream_block_tokens": 10},
+            **run_cap(output_tokens=30),
+        }
     )
     model = ScriptedChatModel(replies=[" ".join(["w"] * 200)])
     with pytest.raises(BudgetExceeded):
         async for _ in model.astream("go", config={"callbacks": [guard.callback()]}):
             pass
     (row,) = guard.status()
-    assert row.spent.output_tokens <= 30 and row.reserved.output_tokens == 0
+    assert row.spent.output_tokens <= 30
+    assert row.reserved.output_tokens == 0
 
 
 class FanState(TypedDict):
@@ -229,7 +249,9 @@ def test_a_tripped_run_refuses_every_later_call(make_guardian: GuardianFactory) 
     assert model.calls == 3  # the third reply asked for the refused tool call; no fourth call was paid for
 
 
-def test_identity_comes_from_the_handler_and_can_be_overridden_per_run(make_guardian: GuardianFactory) -> None:
+def test_identity_comes_from_the_handler_and_can_be_overridden_per_run(
+    make_guardian: GuardianFactory,
+) -> None:
     """Config metadata guardian_user/guardian_agent/guardian_tenant override the handler's identity for a run."""
     guard = make_guardian(
         {"budgets": [{"name": "per-user", "scope": "user", "window": "day", "limits": {"llm_calls": 100}}]}
@@ -283,7 +305,10 @@ def test_unknown_model_is_refused_before_the_call(make_guardian: GuardianFactory
 def test_price_overrides_from_the_policy_are_used(make_guardian: GuardianFactory) -> None:
     """A model priced under `prices:` is charged at that price, cache reads at their own rate."""
     guard = make_guardian(
-        {"prices": {"my-finetune": {"input": "0.30", "output": "1.20", "cache_read": "0.03"}}, **run_cap(cost_usd=1)}
+        {
+            "prices": {"my-finetune": {"input": "0.30", "output": "1.20", "cache_read": "0.03"}},
+            **run_cap(cost_usd=1),
+        }
     )
     reply = usage_reply("x", 10_000, 1_000, input_token_details={"cache_read": 2_000})
     model = ScriptedChatModel(replies=[reply], model="my-finetune", max_tokens=1000)
@@ -311,7 +336,13 @@ def test_alert_only_budget_records_but_never_halts(make_guardian: GuardianFactor
     guard = make_guardian(
         {
             "budgets": [
-                {"name": "watch", "scope": "tenant", "window": "month", "limits": {"llm_calls": 2}, "action": "alert"}
+                {
+                    "name": "watch",
+                    "scope": "tenant",
+                    "window": "month",
+                    "limits": {"llm_calls": 2},
+                    "action": "alert",
+                }
             ]
         }
     )
@@ -321,7 +352,8 @@ def test_alert_only_budget_records_but_never_halts(make_guardian: GuardianFactor
             model.invoke("q", config={"callbacks": [guard.callback(tenant="acme")]})
     assert model.calls == 5
     exceeded = [e for e in logs if e["event"] == "budget_exceeded"]
-    assert len(exceeded) == 1 and exceeded[0]["action"] == "alert"
+    assert len(exceeded) == 1
+    assert exceeded[0]["action"] == "alert"
 
 
 def test_day_window_rolls_over_at_local_midnight(make_guardian: GuardianFactory, clock: FakeClock) -> None:
@@ -362,7 +394,8 @@ def test_handler_forgets_finished_runs(make_guardian: GuardianFactory) -> None:
         with pytest.raises(BudgetExceeded):
             react_graph(model, [search]).invoke({"messages": [HumanMessage("go")]}, config={"callbacks": [handler]})
     assert handler.active_runs == 0
-    assert not handler._root_of and not handler._members
+    assert not handler._root_of
+    assert not handler._members
 
 
 def test_concurrent_async_runs_do_not_mix(make_guardian: GuardianFactory) -> None:
@@ -437,4 +470,5 @@ def test_an_exhausted_tenant_budget_alerts_once_and_counts_refusals(make_guardia
     assert kinds == ["exceeded", "threshold"]
     assert [e["event"] for e in logs].count("budget_exceeded") == 5
     (row,) = guard.status()
-    assert row.refused == 5 and row.spent.llm_calls == 3
+    assert row.refused == 5
+    assert row.spent.llm_calls == 3

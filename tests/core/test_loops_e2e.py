@@ -38,15 +38,20 @@ def test_create_agent_repeating_a_tool_call_is_halted(make_guardian: GuardianFac
     with capture_logs() as logs, pytest.raises(LoopDetected) as caught:
         agent.invoke({"messages": [HumanMessage("revenue?")]}, config={"callbacks": [guard.callback(agent="fin")]})
     halt = caught.value
-    assert halt.signal == "repeated_tool_call" and halt.subject == "lookup" and halt.repeats == 3
+    assert halt.signal == "repeated_tool_call"
+    assert halt.subject == "lookup"
+    assert halt.repeats == 3
     assert model.calls == 3  # the fourth model call of the loop was never made
     assert "repeated_tool_call" in str(halt) or "lookup" in str(halt)
-    assert f"{halt.loop_tokens:,} tokens" in str(halt) and halt.loop_tokens > 0 and halt.loop_cost_micro_usd > 0
+    assert f"{halt.loop_tokens:,} tokens" in str(halt)
+    assert halt.loop_tokens > 0
+    assert halt.loop_cost_micro_usd > 0
     (event,) = [e for e in logs if e["event"] == "loop_detected"]
     assert (event["signal"], event["subject"], event["agent"]) == ("repeated_tool_call", "lookup", "fin")
     assert guard.alerts.flush(5.0)
     (alert,) = [a for a in sink.alerts if a.kind == "loop"]
-    assert alert.run_id == halt.run_id and "lookup" in alert.reason
+    assert alert.run_id == halt.run_id
+    assert "lookup" in alert.reason
     assert [(agent, count) for _, agent, _, count in guard.loop_halts()] == [("fin", 1)]
 
 
@@ -93,7 +98,9 @@ def test_progressing_agent_is_not_stopped(make_guardian: GuardianFactory) -> Non
     guard = make_guardian({"budgets": [BUDGET]})
     replies: list[Any] = [tool_call("lookup", {"query": f"page {i}"}) for i in range(10)] + ["Done: 10 pages read."]
     model = ScriptedChatModel(replies=replies, max_tokens=50)
-    result = react_graph(model, [lookup]).invoke({"messages": [HumanMessage("go")]}, config={"callbacks": [guard.callback()]})
+    result = react_graph(model, [lookup]).invoke(
+        {"messages": [HumanMessage("go")]}, config={"callbacks": [guard.callback()]}
+    )
     assert result["messages"][-1].content == "Done: 10 pages read."
     assert guard.loop_halts() == []
 
@@ -110,7 +117,9 @@ def test_action_alert_reports_without_halting(make_guardian: GuardianFactory) ->
     from guardian import BudgetExceeded
 
     with capture_logs() as logs, pytest.raises(BudgetExceeded):
-        react_graph(model, [lookup]).invoke({"messages": [HumanMessage("go")]}, config={"callbacks": [guard.callback()]})
+        react_graph(model, [lookup]).invoke(
+            {"messages": [HumanMessage("go")]}, config={"callbacks": [guard.callback()]}
+        )
     assert model.calls == 6
     assert any(e["event"] == "loop_detected" and e["action"] == "alert" for e in logs)
 
@@ -122,5 +131,7 @@ def test_allowed_tools_may_repeat_more(make_guardian: GuardianFactory) -> None:
     )
     model = ScriptedChatModel(replies=[tool_call("lookup", {"query": "job-1"})], cycle=True, max_tokens=50)
     with pytest.raises(LoopDetected):
-        react_graph(model, [lookup]).invoke({"messages": [HumanMessage("go")]}, config={"callbacks": [guard.callback()]})
+        react_graph(model, [lookup]).invoke(
+            {"messages": [HumanMessage("go")]}, config={"callbacks": [guard.callback()]}
+        )
     assert model.calls == 6

@@ -6,11 +6,12 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from genai_prices import Usage, calc_price
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from guardian import BudgetExceeded, Guardian, Policy
 from guardian.amounts import micro_usd
@@ -24,7 +25,7 @@ WORDS = ["alpha ", "beta ", "gamma ", "delta"]
 class FakeOpenAI(BaseHTTPRequestHandler):
     """Answers /v1/chat/completions like OpenAI does, usage included; records the requests."""
 
-    requests: list[dict[str, Any]] = []
+    requests: ClassVar[list[dict[str, Any]]] = []
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -39,7 +40,12 @@ class FakeOpenAI(BaseHTTPRequestHandler):
             "prompt_tokens_details": {"cached_tokens": CACHED},
             "completion_tokens_details": {"reasoning_tokens": REASONING},
         }
-        base = {"id": "chatcmpl-1", "created": 1_700_000_000, "model": body["model"], "system_fingerprint": "fp"}
+        base = {
+            "id": "chatcmpl-1",
+            "created": 1_700_000_000,
+            "model": body["model"],
+            "system_fingerprint": "fp",
+        }
         if not body.get("stream"):
             payload = {
                 **base,
@@ -108,7 +114,12 @@ def test_chat_openai_usage_is_charged_at_genai_prices_price(openai_url: str, clo
     """Both invoke and stream: tokens as the provider reported them, cost as genai-prices prices gpt-4o-mini."""
     guard = guard_for(clock, cost_usd=1)
     model = ChatOpenAI(
-        model="gpt-4o-mini", api_key="sk-test", base_url=openai_url, max_tokens=100, max_retries=0, stream_usage=True
+        model="gpt-4o-mini",
+        api_key="sk-test",
+        base_url=openai_url,
+        max_tokens=100,
+        max_retries=0,
+        stream_usage=True,
     )
     config: Any = {"callbacks": [guard.callback(agent="oa")]}
     if streaming:
@@ -127,7 +138,9 @@ def test_chat_openai_usage_is_charged_at_genai_prices_price(openai_url: str, clo
 def test_chat_openai_is_never_called_past_the_budget(openai_url: str, clock: FakeClock) -> None:
     """The refused call does not reach the provider: the server sees only the calls within budget."""
     guard = guard_for(clock, llm_calls=2)
-    model = ChatOpenAI(model="gpt-4o-mini", api_key="sk-test", base_url=openai_url, max_tokens=100, max_retries=0)
+    model = ChatOpenAI(
+        model="gpt-4o-mini", api_key=SecretStr("sk-test"), base_url=openai_url, max_completion_tokens=100, max_retries=0
+    )
     handler = guard.callback()
     model.invoke("one", config={"callbacks": [handler]})
     model.invoke("two", config={"callbacks": [handler]})
@@ -140,7 +153,9 @@ def test_chat_openai_is_never_called_past_the_budget(openai_url: str, clock: Fak
 def test_output_cap_is_read_from_chat_openai(openai_url: str, clock: FakeClock) -> None:
     """The reservation uses ChatOpenAI's max_tokens (sent as max_completion_tokens), not the policy default."""
     guard = guard_for(clock, output_tokens=150)
-    model = ChatOpenAI(model="gpt-4o-mini", api_key="sk-test", base_url=openai_url, max_tokens=100, max_retries=0)
+    model = ChatOpenAI(
+        model="gpt-4o-mini", api_key=SecretStr("sk-test"), base_url=openai_url, max_completion_tokens=100, max_retries=0
+    )
     handler = guard.callback()
     model.invoke("one", config={"callbacks": [handler]})  # reserves 100, uses 60
     with pytest.raises(BudgetExceeded) as caught:

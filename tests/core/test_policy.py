@@ -52,7 +52,8 @@ def test_a_valid_file_compiles_to_integer_limits(tmp_path: Path) -> None:
         "tool_calls": NO_LIMIT,
     }
     assert research.limited() == {"cost_usd": 1}
-    assert research.alert_at == (0.5, 0.8) and not research.enforced
+    assert research.alert_at == (0.5, 0.8)
+    assert not research.enforced
     assert research.timezone.key == "Europe/Paris"
     assert policy.settings.on_store_error == "fail_open"
     assert policy.loops == (DEFAULT_LOOP_RULE,)
@@ -61,7 +62,10 @@ def test_a_valid_file_compiles_to_integer_limits(tmp_path: Path) -> None:
 def test_match_uses_globs_and_required_tags(tmp_path: Path) -> None:
     """A budget applies when every glob matches and every listed tag is on the run."""
     policy = load_policy([write(tmp_path, "p.yaml", GOOD)])
-    names = lambda identity: [b.name for b in policy.budgets_for(identity)]  # noqa: E731
+
+    def names(identity: Identity) -> list[str]:
+        return [b.name for b in policy.budgets_for(identity)]
+
     assert names(Identity.of("research-7", tags=["prod", "eu"])) == ["run-cap", "research"]
     assert names(Identity.of("research-7", tags=["dev"])) == ["run-cap"]
     assert names(Identity.of("writer", tags=["prod"])) == ["run-cap"]
@@ -135,7 +139,9 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as caught:
         load_policy([bad])
     (problem,) = caught.value.problems
-    assert problem.file == str(bad) and problem.line is not None and "invalid YAML" in problem.message
+    assert problem.file == str(bad)
+    assert problem.line is not None
+    assert "invalid YAML" in problem.message
 
 
 def test_duplicate_yaml_keys_are_errors(tmp_path: Path) -> None:
@@ -166,13 +172,18 @@ budgets:
     assert (problem.line, problem.field) == (10, "budgets[1].limits.llm_calls")
     policy = load_policy([path], env={"BUDGET_NAME": "from-env", "MISSING_LIMIT": "7"})
     assert [b.name for b in policy.budgets] == ["from-env", "price$"]
-    assert policy.budgets[0].window == "day" and policy.budgets[1].limited() == {"llm_calls": 7}
+    assert policy.budgets[0].window == "day"
+    assert policy.budgets[1].limited() == {"llm_calls": 7}
 
 
 def test_a_directory_merges_its_files_and_names_stay_unique(tmp_path: Path) -> None:
     """Files of a directory load into one policy; a name defined in two files is an error naming both."""
     write(tmp_path, "a.yaml", "version: 1\nbudgets:\n  - {name: one, scope: run, limits: {llm_calls: 1}}\n")
-    write(tmp_path, "b.yml", "version: 1\nloops: []\nbudgets:\n  - {name: two, scope: run, limits: {llm_calls: 1}}\n")
+    write(
+        tmp_path,
+        "b.yml",
+        "version: 1\nloops: []\nbudgets:\n  - {name: two, scope: run, limits: {llm_calls: 1}}\n",
+    )
     policy = load_policy([tmp_path])
     assert [b.name for b in policy.budgets] == ["one", "two"]
     assert policy.loops == ()

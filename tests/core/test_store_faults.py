@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import pytest
@@ -29,10 +30,10 @@ def policy(mode: str) -> Policy:
 
 
 @pytest.fixture
-def proxy(redis_url: str) -> TcpProxy:
+def proxy(redis_url: str) -> Iterator[TcpProxy]:
     parsed = urlparse(redis_url)
     with TcpProxy(parsed.hostname or "127.0.0.1", parsed.port or 6379) as p:
-        yield p  # type: ignore[misc]
+        yield p
 
 
 def test_fail_closed_halts_with_a_clear_store_error(proxy: TcpProxy, key_prefix: str, clock: FakeClock) -> None:
@@ -47,7 +48,8 @@ def test_fail_closed_halts_with_a_clear_store_error(proxy: TcpProxy, key_prefix:
     assert "fail_closed" in str(caught.value)
     assert model.calls == 1
     (event,) = [e for e in logs if e["event"] == "store_error"]
-    assert event["mode"] == "fail_closed" and event["op"] == "reserve"
+    assert event["mode"] == "fail_closed"
+    assert event["op"] == "reserve"
     proxy.up()
     guard.close()
 

@@ -112,9 +112,7 @@ def light_paraphrase(rng: random.Random, text: str) -> str:
     else:
         a, b = rng.choice(SWAPS)
         joined = " ".join(words)
-        return _cosmetic(
-            rng, joined.replace(f" {a} ", f" {b} ", 1) if f" {a} " in joined else joined + " Again."
-        )
+        return _cosmetic(rng, joined.replace(f" {a} ", f" {b} ", 1) if f" {a} " in joined else joined + " Again.")
     return _cosmetic(rng, " ".join(words))
 
 
@@ -135,9 +133,7 @@ TurnMaker = Callable[[int], AIMessage]
 def call_turn(rng: random.Random, text: str, calls: Sequence[tuple[str, dict[str, Any]]]) -> AIMessage:
     return AIMessage(
         content=text,
-        tool_calls=[
-            {"name": name, "args": args, "id": call_id(rng), "type": "tool_call"} for name, args in calls
-        ],
+        tool_calls=[{"name": name, "args": args, "id": call_id(rng), "type": "tool_call"} for name, args in calls],
     )
 
 
@@ -342,9 +338,7 @@ def error_retry(rng: random.Random) -> Trace:
     """A tool that always fails the same way (new request id each time), retried forever."""
     box = ToolBox(rng)
     prefix = progress_prefix(rng, box, rng.randint(0, 2))
-    reason = rng.choice(
-        ("upstream returned 503", "permission denied for", "timeout contacting", "rate limited")
-    )
+    reason = rng.choice(("upstream returned 503", "permission denied for", "timeout contacting", "rate limited"))
     plain = rng.random() < 0.5
     name = box.add(
         rng.choice(("sync_crm", "post_update", "charge_card", "create_issue")),
@@ -380,9 +374,7 @@ def stuck_pagination(rng: random.Random) -> Trace:
     """Real paging for a while, then the model asks for the same page again and again."""
     box = ToolBox(rng)
     pages = {n: tool_result(rng) for n in range(1, 20)}
-    name = box.add(
-        rng.choice(("list_orders", "list_invoices", "list_users")), ["page"], lambda a, n: pages[a["page"]]
-    )
+    name = box.add(rng.choice(("list_orders", "list_invoices", "list_users")), ["page"], lambda a, n: pages[a["page"]])
     k = rng.randint(2, 6)
     text = rng.choice(("", "Fetching the next page."))
     prefix = [request(rng, [(name, {"page": p})], text) for p in range(1, k + 1)]
@@ -433,12 +425,9 @@ def planner_executor(rng: random.Random) -> Trace:
     reports the same outcome, round after round (with a round counter in the state)."""
     steps = rng.randint(0, 2)
     plans = [
-        f"Step {i + 1}: {rng.choice(VERBS)} the {rng.choice(WORDS)} {rng.choice(WORDS)}."
-        for i in range(steps + 1)
+        f"Step {i + 1}: {rng.choice(VERBS)} the {rng.choice(WORDS)} {rng.choice(WORDS)}." for i in range(steps + 1)
     ]
-    reports = [
-        f"{rng.choice(VERBS).capitalize()}. {paragraph(rng, rng.randint(1, 3))}" for _ in range(steps + 1)
-    ]
+    reports = [f"{rng.choice(VERBS).capitalize()}. {paragraph(rng, rng.randint(1, 3))}" for _ in range(steps + 1)]
     stuck_plan, stuck_report = plans[-1], reports[-1]
     paraphrase = rng.random() < 0.5
     planner = Script(
@@ -490,17 +479,13 @@ def paraphrase_check(rng: random.Random) -> Trace:
     checker keeps rejecting it (after some real drafts)."""
     drafts = [paragraph(rng, rng.randint(2, 4)) for _ in range(rng.randint(1, 3))]
     stuck = drafts[-1]
-    feedback = rng.choice(
-        ("Cite a source for every claim.", "Too vague: name the owner.", "Missing the totals.")
-    )
+    feedback = rng.choice(("Cite a source for every claim.", "Too vague: name the owner.", "Missing the totals."))
     writer = Script(
         [say(d) for d in drafts[:-1]],
         lambda i: AIMessage(content=stuck if i == 0 else light_paraphrase(rng, stuck)),
     )
     graph = draft_graph(writer, lambda text, attempt: feedback)
-    obs = run_graph(
-        graph, {"messages": [HumanMessage(content=question(rng))], "attempt": 0}, rng.randint(40, 80)
-    )
+    obs = run_graph(graph, {"messages": [HumanMessage(content=question(rng))], "attempt": 0}, rng.randint(40, 80))
     return Trace("", "paraphrase_check", True, obs, model_call_index(obs, len(drafts)))
 
 
@@ -585,15 +570,10 @@ def router_pingpong(rng: random.Random) -> Trace:
     findings = {n: paragraph(rng, rng.randint(1, 3)) for n in ("researcher", "analyst")}
     stuck = rng.choice(("researcher", "analyst"))
     reason = sentence(rng, 4, 8)
-    prefix = [
-        routed(rng, ("analyst", "researcher")[i % 2], f"Round {i}: {sentence(rng, 3, 6)}")
-        for i in range(real)
-    ]
+    prefix = [routed(rng, ("analyst", "researcher")[i % 2], f"Round {i}: {sentence(rng, 3, 6)}") for i in range(real)]
     script = Script(prefix, lambda i: route_turn(rng, stuck, reason))
     graph = route_graph(script, lambda name, n: findings[name] if script.turn > real else sentence(rng))
-    obs = run_graph(
-        graph, {"messages": [HumanMessage(content=question(rng))], "notes": []}, rng.randint(40, 80)
-    )
+    obs = run_graph(graph, {"messages": [HumanMessage(content=question(rng))], "notes": []}, rng.randint(40, 80))
     return Trace("", "router_pingpong", True, obs, model_call_index(obs, real + 1))
 
 
@@ -609,9 +589,7 @@ def pagination(rng: random.Random) -> Trace:
     box = ToolBox(rng)
     last = rng.randint(4, 15)
     pages = {n: tool_result(rng) for n in range(1, last + 1)}
-    name = box.add(
-        rng.choice(("list_orders", "list_invoices", "list_users")), ["page"], lambda a, n: pages[a["page"]]
-    )
+    name = box.add(rng.choice(("list_orders", "list_invoices", "list_users")), ["page"], lambda a, n: pages[a["page"]])
     text = rng.choice(("", "Fetching the next page.", "OK, next page."))
     prefix = [request(rng, [(name, {"page": p})], text) for p in range(1, last + 1)]
     obs = run_agent(Script(prefix, final=final_answer(rng)), box, question(rng), 200)
@@ -630,9 +608,7 @@ def polling_finishes(rng: random.Random) -> Trace:
             statuses += [f"running (stage {len(statuses) + 1})"] * rng.randint(1, 2)
         statuses = [*statuses[: polls - 1], "succeeded"]
     job = f"job-{rng.randint(1000, 9999)}"
-    name = box.add(
-        "check_job", ["job_id"], lambda args, n: f"job {args['job_id']}: {statuses[min(n, polls - 1)]}"
-    )
+    name = box.add("check_job", ["job_id"], lambda args, n: f"job {args['job_id']}: {statuses[min(n, polls - 1)]}")
     text = rng.choice(("", "The job is still running; checking again."))
     prefix = [lambda: call_turn(rng, text, [(name, {"job_id": job})]) for _ in range(len(statuses))]
     obs = run_agent(Script(prefix, final=final_answer(rng)), box, question(rng), 200)
@@ -716,9 +692,7 @@ def planner_executor_progress(rng: random.Random) -> Trace:
     steps = rng.randint(3, 8)
     same = rng.random() < 0.5
     plans = [
-        "Continue with the next step."
-        if same
-        else f"Step {i + 1}: {rng.choice(VERBS)} the {rng.choice(WORDS)}."
+        "Continue with the next step." if same else f"Step {i + 1}: {rng.choice(VERBS)} the {rng.choice(WORDS)}."
         for i in range(steps)
     ]
     reports = [f"Step {i + 1} done. {paragraph(rng, rng.randint(1, 3))}" for i in range(steps)]
@@ -783,9 +757,7 @@ def reread_context(rng: random.Random) -> Trace:
 def map_reduce(rng: random.Random) -> Trace:
     """Rounds of fan-out: a dispatcher model picks a batch, identical workers process it."""
     rounds = rng.randint(2, 4)
-    batches = [
-        [f"{rng.choice(WORDS)}-{rng.randint(1, 99)}" for _ in range(rng.randint(2, 4))] for _ in range(rounds)
-    ]
+    batches = [[f"{rng.choice(WORDS)}-{rng.randint(1, 99)}" for _ in range(rng.randint(2, 4))] for _ in range(rounds)]
     dispatcher = model_of(Script([say(f"Process batch: {', '.join(b)}") for b in batches], final="FINAL"))
 
     def dispatch(state: MapState) -> dict[str, Any]:

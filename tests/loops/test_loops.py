@@ -157,9 +157,7 @@ def test_normalize_handles_pydantic_dataclasses_and_langgraph_records() -> None:
 
     assert normalize(Plan(steps=["a"])) == {"__type__": "Plan", "steps": ["a"]}
     assert normalize(Point(1)) == {"__type__": "Point", "x": 1}
-    command = normalize(
-        Command(update={"messages": [AIMessage(content="hi", id="1")]}, goto=Send("w", {"n": 1}))
-    )
+    command = normalize(Command(update={"messages": [AIMessage(content="hi", id="1")]}, goto=Send("w", {"n": 1})))
     assert command["__type__"] == "Command"
     assert command["update"] == {"messages": [{"content": "hi", "type": "ai", "tool_calls": []}]}
     assert command["goto"]["node"] == "w"

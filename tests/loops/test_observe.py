@@ -49,9 +49,7 @@ def test_tool_observation_handles_string_tools_commands_and_raw_values() -> None
     """String-input tools keep input_str as args; Command outputs give their ToolMessages;
     other values are serialized canonically."""
     assert tool_observation("echo", "hello", None, "hello").args == "hello"
-    command: Command[Any] = Command(
-        update={"messages": [ToolMessage(content="saved", tool_call_id="c")], "n": 1}
-    )
+    command: Command[Any] = Command(update={"messages": [ToolMessage(content="saved", tool_call_id="c")], "n": 1})
     assert tool_observation("save", "", {}, command).result == "saved"
     assert tool_observation("calc", "", {}, {"b": 2, "a": 1}).result == '{"a":1,"b":2}'
     blocks = ToolMessage(content=[{"type": "text", "text": "part one"}, "part two"], tool_call_id="c")
@@ -83,9 +81,7 @@ def test_model_observation_reads_text_tool_calls_and_usage() -> None:
     )
     obs = model_observation(LLMResult(generations=[[ChatGeneration(message=message)]]))
     assert obs == ModelObservation("Searching.", [("search", {"q": "x"})], tokens=100, model="gpt-4o-mini")
-    assert (
-        model_observation(LLMResult(generations=[[ChatGeneration(message=message)]]), model="m").model == "m"
-    )
+    assert model_observation(LLMResult(generations=[[ChatGeneration(message=message)]]), model="m").model == "m"
 
 
 def test_model_observation_falls_back_to_llm_output_and_plain_generations() -> None:
@@ -95,9 +91,7 @@ def test_model_observation_falls_back_to_llm_output_and_plain_generations() -> N
         llm_output={"token_usage": {"total_tokens": 12}, "model_name": "davinci"},
     )
     assert model_observation(result) == ModelObservation("plain", (), tokens=12, model="davinci")
-    broken = AIMessage(
-        content="", invalid_tool_calls=[{"name": "f", "args": "{oops", "id": "1", "error": None}]
-    )
+    broken = AIMessage(content="", invalid_tool_calls=[{"name": "f", "args": "{oops", "id": "1", "error": None}])
     obs = model_observation(LLMResult(generations=[[ChatGeneration(message=broken)]]))
     assert obs.tool_calls == (("f", {"invalid_args": "{oops"}),)
 
@@ -234,9 +228,7 @@ def test_recorder_orders_a_react_step_and_sees_raised_tool_errors() -> None:
     graph.add_conditional_edges("agent", lambda s: "tools" if s["messages"][-1].tool_calls else END)
     graph.add_edge("tools", "agent")
     recorder = TraceRecorder()
-    graph.compile().invoke(
-        {"messages": [HumanMessage(content="read the vault")]}, config={"callbacks": [recorder]}
-    )
+    graph.compile().invoke({"messages": [HumanMessage(content="read the vault")]}, config={"callbacks": [recorder]})
     kinds = [type(o).__name__ for o in recorder.observations]
     assert kinds == [
         "ModelObservation",
@@ -247,9 +239,7 @@ def test_recorder_orders_a_react_step_and_sees_raised_tool_errors() -> None:
         "NodeObservation",
     ]
     tool_obs = recorder.observations[2]
-    assert tool_obs == ToolObservation(
-        "read", {"q": "vault"}, "ToolException: no access to vault", error=True
-    )
+    assert tool_obs == ToolObservation("read", {"q": "vault"}, "ToolException: no access to vault", error=True)
     first = recorder.observations[0]
     assert isinstance(first, ModelObservation)
     assert first.tokens > 0

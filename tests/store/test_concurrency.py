@@ -70,7 +70,8 @@ def test_threads_on_memory_fill_the_budget_exactly() -> None:
     assert hammer(store, "guardian-test:", threads=32) == CAPACITY
     (state,) = store.read([shared_target("guardian-test:").key], NOW)
     assert state is not None
-    assert state.spent.total_tokens == CAPACITY * AMOUNT.total_tokens and state.reserved == Amounts()
+    assert state.spent.total_tokens == CAPACITY * AMOUNT.total_tokens
+    assert state.reserved == Amounts()
 
 
 @pytest.mark.redis

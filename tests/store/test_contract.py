@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import pytest
 
@@ -10,11 +11,13 @@ from guardian.amounts import METRICS, Amounts
 from guardian.keys import BucketKey, KeyBuilder
 from guardian.store import (
     NO_LIMIT,
+    BucketState,
     ChargeMode,
     CommitRequest,
     KillCheck,
     ReleaseRequest,
     ReserveRequest,
+    ReserveResult,
     Store,
     Target,
 )
@@ -36,18 +39,29 @@ def call(tokens: int, cost: int = 0) -> Amounts:
     return Amounts(total_tokens=tokens, cost_usd=cost, llm_calls=1)
 
 
-def reserve(store: Store, targets: list[Target], amount: Amounts, call_id: str | None = None, **kw: object):  # type: ignore[no-untyped-def]
-    return store.reserve(
-        ReserveRequest(call_id=call_id or uuid.uuid4().hex, targets=targets, amount=amount, now=kw.pop("now", NOW), **kw)  # type: ignore[arg-type]
-    )
+def reserve(
+    store: Store,
+    targets: list[Target],
+    amount: Amounts,
+    call_id: str | None = None,
+    *,
+    now: float = NOW,
+    ttl_s: float = 600.0,
+    mode: ChargeMode = ChargeMode.RESERVE,
+    kill_checks: Sequence[KillCheck] = (),
+) -> ReserveResult:
+    request = ReserveRequest(call_id or uuid.uuid4().hex, targets, amount, now, ttl_s, mode, kill_checks)
+    return store.reserve(request)
 
 
-def commit(store: Store, keys: KeyBuilder, targets: list[Target], call_id: str, amount: Amounts, now: float = NOW) -> None:
+def commit(
+    store: Store, keys: KeyBuilder, targets: list[Target], call_id: str, amount: Amounts, now: float = NOW
+) -> None:
     store.commit(CommitRequest(call_id, targets, amount, now, keys.call_marker("acme", call_id)))
     store.flush()
 
 
-def state(store: Store, t: Target, now: float = NOW):  # type: ignore[no-untyped-def]
+def state(store: Store, t: Target, now: float = NOW) -> BucketState:
     (s,) = store.read([t.key], now)
     assert s is not None
     return s
@@ -72,6 +86,8 @@ def test_refusal_is_all_or_nothing(store: Store, keys: KeyBuilder) -> None:
     assert (result.refusal.target_index, result.refusal.metric) == (1, "total_tokens")
     assert (result.refusal.limit, result.refusal.current, result.refusal.requested) == (50, 0, 60)
     assert store.read([roomy.key], NOW) == [None]
+    assert state(store, tight).refused == 1
+    assert state(store, tight).reserved == Amounts()
 
 
 def test_a_call_that_exactly_fills_the_limit_is_granted(store: Store, keys: KeyBuilder) -> None:
@@ -137,7 +153,8 @@ def test_extend_grows_a_hold_until_the_limit(store: Store, keys: KeyBuilder) -> 
     assert reserve(store, [t], extra, call_id="s", mode=ChargeMode.EXTEND).ok
     assert state(store, t).reserved.total_tokens == 90
     refused = reserve(store, [t], Amounts(total_tokens=20), call_id="s", mode=ChargeMode.EXTEND)
-    assert refused.refusal is not None and refused.refusal.current == 90
+    assert refused.refusal is not None
+    assert refused.refusal.current == 90
     commit(store, keys, [t], "s", call(85))
     assert state(store, t).reserved == Amounts()
 
