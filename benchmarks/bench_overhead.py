@@ -32,21 +32,17 @@ from guardian.keys import BucketKey, KeyBuilder
 from guardian.store import NO_LIMIT, CommitRequest, RedisStore, ReserveRequest, Target
 from guardian.testing import ScriptedChatModel
 
-POLICY = Policy.from_dict(
-    {
-        "version": 1,
-        "budgets": [
-            {"name": "run-cap", "scope": "run", "limits": {"cost_usd": 1000, "llm_calls": 10_000_000}},
-            {"name": "user-daily", "scope": "user", "window": "day", "limits": {"cost_usd": 1_000_000}},
-            {
-                "name": "tenant-monthly",
-                "scope": "tenant",
-                "window": "month",
-                "limits": {"cost_usd": 10_000_000},
-            },
-        ],
-    }
-)
+BUDGETS_ONLY: dict[str, Any] = {
+    "version": 1,
+    "loops": [],
+    "budgets": [
+        {"name": "run-cap", "scope": "run", "limits": {"cost_usd": 1000, "llm_calls": 10_000_000}},
+        {"name": "user-daily", "scope": "user", "window": "day", "limits": {"cost_usd": 1_000_000}},
+        {"name": "tenant-monthly", "scope": "tenant", "window": "month", "limits": {"cost_usd": 10_000_000}},
+    ],
+}
+POLICY = Policy.from_dict(BUDGETS_ONLY)
+WITH_LOOPS = Policy.from_dict({**BUDGETS_ONLY, "loops": [{"name": "default"}]})
 REPLY = AIMessage(content="ok", usage_metadata={"input_tokens": 120, "output_tokens": 8, "total_tokens": 128})
 
 
@@ -106,6 +102,11 @@ def bench_calls(url: str | None, calls: int) -> dict[str, float]:
             async_per_call_us(lambda: m.ainvoke("hi", config={"callbacks": [handler]}), calls) - abare
         )
 
+    with Guardian(WITH_LOOPS, store="memory://") as guard:
+        handler = guard.callback(agent="bench", user="u", tenant="t")
+        added = per_call_us(lambda: m.invoke("hi", config={"callbacks": [handler]}), calls) - bare
+        results["memory_loops_added_us"] = added
+
     if url is not None:
         client = redis.Redis.from_url(url)
         results["evalsha_us"] = evalsha_us(client, calls)
@@ -124,6 +125,38 @@ def bench_calls(url: str | None, calls: int) -> dict[str, float]:
             client.delete(key)
         client.close()
     return results
+
+
+def bench_steps(rounds: int = 5) -> dict[str, float]:
+    """Per agent step (one model call + one tool call) of a ReAct graph whose state grows to ~20 messages:
+    the adapter without loop detection, and what the detector adds on top."""
+    from langchain_core.messages import HumanMessage
+    from langchain_core.tools import tool
+
+    from guardian.testing import react_graph, tool_call
+
+    @tool
+    def fetch(page: int) -> str:
+        """Fetch one page."""
+        return f"page {page}: " + "lorem ipsum " * 20
+
+    steps = 10  # 10 model calls + 10 tool calls: the state ends with 21 messages
+
+    def run(callbacks: list[Any]) -> float:
+        replies: list[Any] = [tool_call("fetch", {"page": i}) for i in range(steps - 1)] + ["done"]
+        graph = react_graph(ScriptedChatModel(replies=replies, max_tokens=64), [fetch])
+        start = time.perf_counter()
+        graph.invoke({"messages": [HumanMessage("read all pages")]}, config={"callbacks": callbacks})
+        return (time.perf_counter() - start) / steps * 1e6
+
+    samples: dict[str, list[float]] = {"bare": [], "off": [], "on": []}
+    with Guardian(POLICY, store="memory://") as off, Guardian(WITH_LOOPS, store="memory://") as on:
+        for _ in range(rounds * 20):  # interleaved, so drift in machine load hits all three alike
+            samples["bare"].append(run([]))
+            samples["off"].append(run([off.callback()]))
+            samples["on"].append(run([on.callback()]))
+    bare, without, with_loops = (statistics.median(samples[k]) for k in ("bare", "off", "on"))
+    return {"step_bare_us": bare, "adapter_step_us": without - bare, "detector_step_us": with_loops - without}
 
 
 def _fleet_worker(url: str, prefix: str, kind: str, seconds: float, out: Any) -> None:
@@ -198,9 +231,16 @@ def main() -> None:
         r["memory_added_us"] / usage_added,
         "(vs usage handler)",
     )
+    added = r["memory_loops_added_us"]
+    row("+ Guardian, MemoryStore, loop detection on", added, added / usage_added, "(vs usage handler)")
     row("fake chat model ainvoke (bare)", r["async_bare_us"])
     added = r["async_memory_added_us"]
     row("+ Guardian, MemoryStore, ainvoke (added)", added, added / usage_added, "(vs usage handler)")
+    steps = bench_steps()
+    row("ReAct step, 20-message state (bare graph)", steps["step_bare_us"])
+    row("+ Guardian adapter, no loop detection", steps["adapter_step_us"], 1.0)
+    detector = steps["detector_step_us"]
+    row("+ loop detector on top", detector, detector / steps["adapter_step_us"], "(vs adapter per step)")
     if url is not None:
         evalsha = r["evalsha_us"]
         row("raw EVALSHA round trip", evalsha, 1.0)

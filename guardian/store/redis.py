@@ -8,6 +8,7 @@ and is retried (idempotent through its call marker).
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,8 @@ from guardian.store.base import (
 __all__ = ["RedisStore"]
 
 _N = len(METRICS)
+_COUNTERS = struct.Struct(f"<{2 * _N + 1}q")  # as ledger.lua packs them: spent, reserved, earliest hold expiry
+_HOLD = struct.Struct(f"<{_N + 1}q")  # expiry, amounts
 _log = structlog.get_logger("guardian")
 
 
@@ -347,11 +350,11 @@ def _bucket_state(fields: dict[bytes, bytes], now_ms: int) -> BucketState | None
     if not fields:
         return None
     packed = fields.get(b"v")
-    values = [int(v) for v in packed.split(b",")] if packed else [0] * (2 * _N)
+    values = list(_COUNTERS.unpack(packed)) if packed else [0] * (2 * _N + 1)
     spent, reserved = values[:_N], values[_N : 2 * _N]
     for name, hold in fields.items():
         if name.startswith(b"h:"):
-            expiry, *amounts = (int(v) for v in hold.split(b","))
+            expiry, *amounts = _HOLD.unpack(hold)
             if expiry <= now_ms:
                 reserved = [r - a for r, a in zip(reserved, amounts, strict=True)]
     return BucketState(Amounts(*spent), Amounts(*reserved), int(fields.get(b"refused", 0)))
