@@ -86,26 +86,48 @@ def evalsha_calls(client: redis.Redis) -> int:
     return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
 
 
+def interleaved(cases: dict[str, Callable[[], Any]], calls: int, rounds: int = 15) -> dict[str, float]:
+    """Median per-call time of each case, measured round-robin so load drift hits every case alike."""
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    per_round = max(1, calls // 5)
+    for fn in cases.values():
+        for _ in range(50):
+            fn()
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            for _ in range(per_round):
+                fn()
+            samples[name].append((time.perf_counter() - start) / per_round * 1e6)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def bench_calls(url: str | None, calls: int) -> dict[str, float]:
     m = model()
-    bare = per_call_us(lambda: m.invoke("hi"), calls)
     usage_handler = UsageMetadataCallbackHandler()
-    with_usage = per_call_us(lambda: m.invoke("hi", config={"callbacks": [usage_handler]}), calls)
-    results = {"bare_us": bare, "usage_handler_added_us": with_usage - bare}
-
-    with Guardian(POLICY, store="memory://") as guard:
+    with Guardian(POLICY, store="memory://") as guard, Guardian(WITH_LOOPS, store="memory://") as looping:
         handler = guard.callback(agent="bench", user="u", tenant="t")
-        results["memory_added_us"] = per_call_us(lambda: m.invoke("hi", config={"callbacks": [handler]}), calls) - bare
-        abare = async_per_call_us(lambda: m.ainvoke("hi"), calls)
-        results["async_bare_us"] = abare
-        results["async_memory_added_us"] = (
-            async_per_call_us(lambda: m.ainvoke("hi", config={"callbacks": [handler]}), calls) - abare
+        loop_handler = looping.callback(agent="bench", user="u", tenant="t")
+        sync = interleaved(
+            {
+                "bare": lambda: m.invoke("hi"),
+                "usage": lambda: m.invoke("hi", config={"callbacks": [usage_handler]}),
+                "memory": lambda: m.invoke("hi", config={"callbacks": [handler]}),
+                "loops": lambda: m.invoke("hi", config={"callbacks": [loop_handler]}),
+            },
+            calls,
         )
-
-    with Guardian(WITH_LOOPS, store="memory://") as guard:
-        handler = guard.callback(agent="bench", user="u", tenant="t")
-        added = per_call_us(lambda: m.invoke("hi", config={"callbacks": [handler]}), calls) - bare
-        results["memory_loops_added_us"] = added
+        abare = async_per_call_us(lambda: m.ainvoke("hi"), calls)
+        amemory = async_per_call_us(lambda: m.ainvoke("hi", config={"callbacks": [handler]}), calls)
+    bare = sync["bare"]
+    results = {
+        "bare_us": bare,
+        "usage_handler_added_us": sync["usage"] - bare,
+        "memory_added_us": sync["memory"] - bare,
+        "memory_loops_added_us": sync["loops"] - bare,
+        "async_bare_us": abare,
+        "async_memory_added_us": amemory - abare,
+    }
 
     if url is not None:
         client = redis.Redis.from_url(url)
@@ -114,10 +136,14 @@ def bench_calls(url: str | None, calls: int) -> dict[str, float]:
         with Guardian(POLICY, store=RedisStore.from_url(url), key_prefix=prefix) as guard:
             handler = guard.callback(agent="bench", user="u", tenant="t")
             before = evalsha_calls(client)
-            timed = per_call_us(lambda: m.invoke("hi", config={"callbacks": [handler]}), calls)
+            timed = interleaved(
+                {"bare": lambda: m.invoke("hi"), "redis": lambda: m.invoke("hi", config={"callbacks": [handler]})},
+                calls,
+            )
             guard.flush()
-            results["redis_round_trips_per_call"] = (evalsha_calls(client) - before) / (calls * 5)
-            results["redis_added_us"] = timed - bare
+            measured_calls = 15 * max(1, calls // 5) + 50
+            results["redis_round_trips_per_call"] = (evalsha_calls(client) - before) / measured_calls
+            results["redis_added_us"] = timed["redis"] - timed["bare"]
             results["async_redis_added_us"] = (
                 async_per_call_us(lambda: m.ainvoke("hi", config={"callbacks": [handler]}), calls) - abare
             )

@@ -29,7 +29,7 @@ from guardian.errors import (
     UnknownModel,
 )
 from guardian.identity import Identity
-from guardian.keys import BucketKey, KeyBuilder, KillTarget
+from guardian.keys import BucketKey, KeyBuilder, KillTarget, escape
 from guardian.loops import LoopDetector, LoopVerdict, Observation
 from guardian.policy import Budget, LoopRule, Policy
 from guardian.pricing import Pricer, TokenUsage
@@ -101,6 +101,18 @@ class _Bound:
     window_end: float | None
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """Everything about an identity that is the same for all of its runs, worked out once."""
+
+    budgets: list[Budget]
+    budget_names: tuple[str, ...]
+    fields: dict[str, Any]
+    loop_rule: LoopRule | None
+    kill_checks: list[KillCheck]  # agent, user, tenant
+    run_keys: list[tuple[Budget, str, str]]  # run-scope budgets: key = prefix + escape(run id) + suffix
+
+
 @dataclass
 class RunState:
     run_id: str
@@ -118,12 +130,7 @@ class RunState:
     loop_detector: LoopDetector | None = None  # made on the first observation: most runs are one call
     call_costs: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=256))  # (tokens, micro-USD)
     fields: dict[str, Any] = field(default_factory=dict)
-
     budget_names: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        self.fields = {"run_id": self.run_id, **self.identity.log_fields()}
-        self.budget_names = tuple(b.name for b in self.budgets)
 
     def log_fields(self) -> dict[str, Any]:
         return self.fields
@@ -154,24 +161,56 @@ class Supervisor:
         self._outage_lock = threading.Lock()
         self._alerted: set[str] = set()
         self._budget_cache: dict[Identity, list[Budget]] = {}
-        # Per identity: its buckets of non-run budgets (valid until the earliest window end) and kill checks.
+        # Per identity: its buckets of non-run budgets (valid until the earliest window end), and its plan.
         self._shared_bound: dict[Identity, tuple[float, list[_Bound]]] = {}
-        self._identity_kills: dict[Identity, list[KillCheck]] = {}
+        self._plans: dict[Identity, _Plan] = {}
 
     # -- runs ----------------------------------------------------------------------------------------
 
     def start_run(self, run_id: str, identity: Identity) -> RunState:
-        budgets = self._budgets_of(identity)
+        plan = self._plan_of(identity)
         run = RunState(
             run_id=run_id,
             identity=identity,
-            budgets=budgets,
-            kill_checks=self._kill_checks(run_id, identity),
+            budgets=plan.budgets,
+            kill_checks=[KillCheck(self.keys.kill("run", run_id), "run", run_id), *plan.kill_checks],
             started_at=self.clock(),
-            loop_rule=self._loop_rule_of(identity),
+            loop_rule=plan.loop_rule,
+            fields={"run_id": run_id, **plan.fields},
+            budget_names=plan.budget_names,
         )
         self.log.info("run_started", **run.fields, budgets=run.budget_names)
         return run
+
+    def _plan_of(self, identity: Identity) -> _Plan:
+        plan = self._plans.get(identity)
+        if plan is not None:
+            return plan
+        budgets = self._budgets_of(identity)
+        run_keys = []
+        for budget in budgets:
+            if budget.scope == "run":
+                # Escaped segments hold no ':', so ':%00:' can only be the run id's place.
+                key = self.keys.bucket(BucketKey(identity.tenant, budget.name, "run", "\x00", "run"))
+                prefix, _, suffix = key.partition(":" + escape("\x00") + ":")
+                run_keys.append((budget, prefix + ":", ":" + suffix))
+        pairs: list[tuple[KillTarget, str]] = [
+            ("agent", identity.agent),
+            ("user", identity.user),
+            ("tenant", identity.tenant),
+        ]
+        plan = _Plan(
+            budgets=budgets,
+            budget_names=tuple(b.name for b in budgets),
+            fields=identity.log_fields(),
+            loop_rule=self.policy.loop_rule_for(identity),
+            kill_checks=[KillCheck(self.keys.kill(t, v), t, v) for t, v in pairs],
+            run_keys=run_keys,
+        )
+        if len(self._plans) > 10_000:
+            self._plans.clear()
+        self._plans[identity] = plan
+        return plan
 
     def end_run(self, run: RunState, *, error: BaseException | None = None) -> None:
         with run.lock:
@@ -416,9 +455,6 @@ class Supervisor:
         key = self.keys.counter("loop_halts", run.identity.tenant, run.identity.agent, span.id)
         return Counter(key, (span.end or now) + WINDOW_GRACE_S - now)
 
-    def _loop_rule_of(self, identity: Identity) -> LoopRule | None:
-        return self.policy.loop_rule_for(identity)
-
     def halt(self, run: RunState, halt: GuardianHalt) -> Decision:
         """Trip a run from outside the budget logic (e.g. a loop detector)."""
         return self._trip(run, halt)
@@ -655,7 +691,12 @@ class Supervisor:
         if now < run.bound_until:
             return run.bound
         until, shared = self._bind_shared(run.identity, now)
-        bound = [self._bound(run.identity, run.run_id, b, now) for b in run.budgets if b.scope == "run"]
+        expires = now + self._settings.run_ttl_s
+        run_key = escape(run.run_id)
+        bound = [
+            _Bound(b, Target(prefix + run_key + suffix, b.limits, expires, b.enforced), run.run_id, "run", None)
+            for b, prefix, suffix in self._plan_of(run.identity).run_keys
+        ]
         bound += shared
         with run.lock:
             run.bound, run.bound_until = bound, min(until, now + TARGETS_REFRESH_S)
@@ -690,20 +731,6 @@ class Supervisor:
                 self._budget_cache.clear()
             budgets = self._budget_cache[identity] = self.policy.budgets_for(identity)
         return budgets
-
-    def _kill_checks(self, run_id: str, identity: Identity) -> list[KillCheck]:
-        shared = self._identity_kills.get(identity)
-        if shared is None:
-            pairs: list[tuple[KillTarget, str]] = [
-                ("agent", identity.agent),
-                ("user", identity.user),
-                ("tenant", identity.tenant),
-            ]
-            shared = [KillCheck(self.keys.kill(t, v), t, v) for t, v in pairs]
-            if len(self._identity_kills) > 10_000:
-                self._identity_kills.clear()
-            self._identity_kills[identity] = shared
-        return [KillCheck(self.keys.kill("run", run_id), "run", run_id), *shared]
 
 
 _UTC = ZoneInfo("UTC")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from typer.testing import CliRunner
@@ -74,3 +77,36 @@ def test_demo_stops_the_runaway_agent_and_alerts() -> None:
     assert "ALERT exceeded" in result.output
     assert "stopped by Guardian: BudgetExceeded" in result.output
     assert "the refused call was never sent" in result.output
+
+
+class _SlackCapture(BaseHTTPRequestHandler):
+    """Stands in for a Slack incoming webhook on 127.0.0.1 and keeps every payload."""
+
+    payloads: ClassVar[list[dict[str, Any]]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_POST(self) -> None:
+        type(self).payloads.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+def test_demo_delivers_its_alerts_to_slack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With SLACK_WEBHOOK_URL set, the demo's threshold and exceeded alerts arrive at the webhook as Block Kit."""
+    _SlackCapture.payloads = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlackCapture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/services/T0/B0/demo")
+    try:
+        result = runner.invoke(app, ["demo"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 0, result.output
+    headers = [p["blocks"][0]["text"]["text"] for p in _SlackCapture.payloads]
+    assert any("Budget exceeded: run-cap" in h for h in headers), headers
+    assert sum("run-cap" in h for h in headers) == 3  # 50%, 80%, exceeded: once each
