@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -71,6 +72,8 @@ class Guardian:
         )
         self.supervisor = Supervisor(policy, self.store, keys=self.keys, clock=clock, alerts=self.alerts)
         self._closed = False
+        # Deferred commits and queued alerts must not vanish with the process: close() flushes both.
+        atexit.register(self.close)
 
     @classmethod
     def from_yaml(cls, *paths: str | os.PathLike[str], **options: Any) -> Guardian:
@@ -174,6 +177,7 @@ class Guardian:
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self.close)
         self.alerts.close()
         self.store.close()
 

@@ -124,6 +124,8 @@ class RunState:
     calls: dict[str, CallState] = field(default_factory=dict)
     bound: list[_Bound] = field(default_factory=list)
     bound_until: float = 0.0
+    targets: list[Target] = field(default_factory=list)  # of bound, kept for the hot path
+    want_states: bool = False
     halt: GuardianHalt | None = None
     spent: Amounts = field(default_factory=Amounts)
     loop_rule: LoopRule | None = None
@@ -258,7 +260,7 @@ class Supervisor:
             llm_calls=1,
         )
         bound = self._bind(run, now)
-        targets = [b.target for b in bound]
+        targets = run.targets
         request = ReserveRequest(
             call_id=call_id,
             targets=targets,
@@ -266,7 +268,7 @@ class Supervisor:
             now=now,
             ttl_s=self._settings.reservation_ttl_s,
             kill_checks=run.kill_checks,
-            want_states=_wants_states(bound),
+            want_states=run.want_states,
         )
         result = self._reserve(run, request, op="reserve")
         if isinstance(result, Decision):
@@ -354,12 +356,12 @@ class Supervisor:
         amount = Amounts(tool_calls=1)
         request = ReserveRequest(
             call_id=call_id,
-            targets=[b.target for b in bound],
+            targets=run.targets,
             amount=amount,
             now=now,
             mode=ChargeMode.CHARGE,
             kill_checks=run.kill_checks,
-            want_states=_wants_states(bound),
+            want_states=run.want_states,
         )
         result = self._reserve(run, request, op="tool_call")
         if isinstance(result, Decision):
@@ -478,7 +480,10 @@ class Supervisor:
         marker = self.keys.call_marker(run.identity.tenant, call.call_id)
         request = CommitRequest(call.call_id, call.targets, actual, now, marker)
         # Committed even when the hold was skipped (fail_open): the store queues it until it is back.
-        self._store_op(lambda: self.store.commit(request), "commit")
+        try:
+            self.store.commit(request)
+        except StoreError as exc:
+            self._note_outage(exc, "commit", run=None)
         with run.lock:
             run.spent = run.spent + actual
             run.call_costs.append((actual.total_tokens, actual.cost_usd))
@@ -700,6 +705,8 @@ class Supervisor:
         bound += shared
         with run.lock:
             run.bound, run.bound_until = bound, min(until, now + TARGETS_REFRESH_S)
+            run.targets = [b.target for b in bound]
+            run.want_states = _wants_states(bound)
         return bound
 
     def _bind_shared(self, identity: Identity, now: float) -> tuple[float, list[_Bound]]:

@@ -22,7 +22,17 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
 from pydantic import PrivateAttr
 
-__all__ = ["Reply", "ScriptedChatModel", "output_tokens_of", "react_graph", "tool_call", "usage_for"]
+from guardian.alerts import RecordingSink
+
+__all__ = [
+    "RecordingSink",
+    "Reply",
+    "ScriptedChatModel",
+    "output_tokens_of",
+    "react_graph",
+    "tool_call",
+    "usage_for",
+]
 
 Reply = AIMessage | str | Callable[[Sequence[BaseMessage]], AIMessage | str]
 

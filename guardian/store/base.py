@@ -1,7 +1,9 @@
 """The one storage contract both backends implement.
 
 The store knows nothing about policies: it is handed fully built keys, integer limits
-and amounts, and performs each read-modify-write atomically. All times are epoch
+and amounts, and performs each read-modify-write atomically. The request and result types
+are plain (not frozen) dataclasses only because they are built on every model call and a
+frozen one costs several times more to construct; nothing mutates them. All times are epoch
 seconds passed in by the caller (the clock is injected upstream), never read here.
 """
 
@@ -12,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from guardian.amounts import METRICS, Amounts
+from guardian.amounts import Amounts
 
 __all__ = [
     "NO_LIMIT",
@@ -38,7 +40,7 @@ class ChargeMode(IntEnum):
     CHARGE = 2  # add straight to spent, e.g. a tool call: nothing to settle later
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Target:
     """One budget bucket a call is charged to.
 
@@ -51,19 +53,15 @@ class Target:
     expires_at: float
     enforce: bool = True
 
-    def __post_init__(self) -> None:
-        if len(self.limits) != len(METRICS):
-            raise ValueError(f"limits needs {len(METRICS)} values")
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class KillCheck:
     key: str
     target: str
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReserveRequest:
     call_id: str
     targets: Sequence[Target]
@@ -75,7 +73,7 @@ class ReserveRequest:
     want_states: bool = True  # False: the caller needs no bucket states back (saves building them)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CommitRequest:
     """Settle a call: drop its hold on every target and add what it really used.
 
@@ -90,14 +88,14 @@ class CommitRequest:
     marker_ttl_s: float = 6 * 3600.0  # outlives any retry of a queued commit; one small key per call
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReleaseRequest:
     call_id: str
     targets: Sequence[Target]
     now: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Counter:
     """A plain event counter (e.g. loop halts of an agent today), kept ``ttl_s`` after its last change."""
 
@@ -105,7 +103,7 @@ class Counter:
     ttl_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Refusal:
     target_index: int
     metric: str
@@ -114,14 +112,14 @@ class Refusal:
     requested: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BucketState:
     spent: Amounts
     reserved: Amounts
     refused: int = 0  # requests this bucket turned away
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReserveResult:
     """``states`` holds each target's state after the request (before it, when refused); empty when the
     request did not want them."""

@@ -30,7 +30,7 @@ _INF = float("inf")
 MAX_MARKERS = 200_000  # commit retries arrive within seconds; the oldest markers go first
 
 
-@dataclass
+@dataclass(slots=True)
 class _Bucket:
     spent: list[int] = field(default_factory=lambda: [0] * _N)
     reserved: list[int] = field(default_factory=lambda: [0] * _N)
@@ -50,17 +50,16 @@ class _Bucket:
         hold = self.holds.pop(call_id, None)
         if hold is None:
             return None
-        reserved = self.reserved
-        for i, value in enumerate(hold[1]):
-            reserved[i] -= value
+        self.reserved = [r - a for r, a in zip(self.reserved, hold[1], strict=True)]
         return hold[1]
 
     def hold(self, call_id: str, expiry: float, amounts: list[int]) -> None:
         self.holds[call_id] = (expiry, amounts)
-        reserved = self.reserved
-        for i, value in enumerate(amounts):
-            reserved[i] += value
+        self.reserved = [r + a for r, a in zip(self.reserved, amounts, strict=True)]
         self.next_expiry = min(self.next_expiry, expiry)
+
+    def charge(self, amounts: tuple[int, ...]) -> None:
+        self.spent = [s + a for s, a in zip(self.spent, amounts, strict=True)]
 
     def state(self) -> BucketState:
         return BucketState(Amounts(*self.spent), Amounts(*self.reserved), self.refused)
@@ -105,11 +104,9 @@ class MemoryStore(Store):
                     self._buckets[target.key] = bucket
                 bucket.expires_at = max(bucket.expires_at, target.expires_at)
                 if request.mode == ChargeMode.CHARGE:
-                    spent = bucket.spent
-                    for i, value in enumerate(amount):
-                        spent[i] += value
+                    bucket.charge(amount)
                     continue
-                previous = bucket.drop(request.call_id)
+                previous = bucket.drop(request.call_id) if bucket.holds else None
                 hold = list(amount)
                 if request.mode == ChargeMode.EXTEND and previous is not None:
                     hold = [a + b for a, b in zip(previous, amount, strict=True)]
@@ -125,11 +122,10 @@ class MemoryStore(Store):
                 bucket = self._buckets.get(target.key)
                 if bucket is None:
                     bucket = self._buckets[target.key] = _Bucket(expires_at=target.expires_at)
-                bucket.drop(request.call_id)
+                if bucket.holds:
+                    bucket.drop(request.call_id)
                 if first:
-                    spent = bucket.spent
-                    for i, value in enumerate(amount):
-                        spent[i] += value
+                    bucket.charge(amount)
 
     def release(self, request: ReleaseRequest) -> None:
         with self._lock:
