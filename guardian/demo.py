@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
@@ -72,6 +73,9 @@ class _ConsoleAlerts:
 
     def send(self, alert: Alert) -> None:
         spent, limit = alert.spent.get("cost_usd", 0), alert.limit.get("cost_usd", 0)
+        if alert.kind == "loop":
+            self.console.print(f"  [yellow]ALERT[/yellow] loop: agent {alert.agent}, user {alert.user}: {alert.reason}")
+            return
         if alert.kind == "threshold" and alert.threshold:
             what = f"passed {alert.threshold:.0%} of its limit"
         else:
@@ -85,16 +89,17 @@ class _ConsoleAlerts:
 class _Progress(BaseCallbackHandler):
     """Prints each model call as it is charged."""
 
-    def __init__(self, guard: Guardian, console: Console) -> None:
+    def __init__(self, guard: Guardian, console: Console, run_id: uuid.UUID) -> None:
         self.guard = guard
         self.console = console
+        self.run_id = str(run_id)
         self.step = 0
 
     def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
         self.step += 1
         message = getattr(response.generations[0][0], "message", None)
         usage = getattr(message, "usage_metadata", None) or {}
-        row = next((r for r in self.guard.status(budget="run-cap")), None)
+        row = next((r for r in self.guard.status(budget="run-cap") if r.scope_key == self.run_id), None)
         spent = row.spent.cost_usd if row else 0
         limit = row.limits.get("cost_usd", 0) if row else 0
         self.console.print(
@@ -103,35 +108,52 @@ class _Progress(BaseCallbackHandler):
         )
 
 
+def _stuck_query(messages: Sequence[BaseMessage]) -> AIMessage:
+    """The same search, again and again: the tool's answer never changes, nor does the model's mind."""
+    searches = sum(1 for m in messages if isinstance(m, ToolMessage))
+    return AIMessage(
+        content="Let me check the latest figure once more.",
+        tool_calls=[{"name": "web_search", "args": {"query": "Q3 battery revenue"}, "id": f"s{searches}"}],
+    )
+
+
+def _act(guard: Guardian, console: Console, model: ScriptedChatModel, agent: str, max_steps: int) -> bool:
+    """Runs one agent until Guardian stops it; True when it was stopped."""
+    run_id = uuid.uuid4()
+    graph = react_graph(model, [web_search])
+    handler = guard.callback(agent=agent, user="alice", tenant="acme", tags=["demo"])
+    progress = _Progress(guard, console, run_id)
+    try:
+        graph.invoke(
+            {"messages": [HumanMessage("Write a report on battery technology.")]},
+            config={"callbacks": [handler, progress], "recursion_limit": 2 * max_steps + 1, "run_id": run_id},
+        )
+    except GuardianHalt as halt:
+        guard.alerts.flush(5.0)
+        console.print(f"\n[bold green]stopped[/bold green] by Guardian: {type(halt).__name__}")
+        console.print(f"  {halt}")
+        console.print(f"  the provider was called {model.calls} times; the refused call was never sent\n")
+        return True
+    console.print("[red]the agent finished without being stopped[/red]")
+    return False
+
+
 def run_demo(*, store_url: str | None = None, max_steps: int = 60, console: Console | None = None) -> int:
-    """Returns the process exit code: 0 when Guardian stopped the runaway agent."""
+    """Returns the process exit code: 0 when Guardian stopped both runaway agents."""
     console = console or Console(highlight=False)
     policy = demo_policy()
     logging.getLogger("langchain_core.callbacks.manager").setLevel(logging.ERROR)  # it repeats our halt
     guard = Guardian(policy, store=store_url or "memory://", alert_sinks=[_ConsoleAlerts(console)])
     store_name = type(guard.store).__name__
-    model = ScriptedChatModel(replies=[_next_query], cycle=True, model=MODEL, provider="openai", max_tokens=300)
-    graph = react_graph(model, [web_search])
-    console.print(f"[bold]Guardian demo[/bold]: a research agent on {MODEL} that never stops searching ({store_name}).")
-    console.print(
-        "  budget run-cap: $0.25 a run, alerts at 50% and 80%; the agent may take up to", max_steps, "steps\n"
-    )
-    progress = _Progress(guard, console)
-    handler = guard.callback(agent="researcher", user="alice", tenant="acme", tags=["demo"])
-    code = 1
     try:
-        graph.invoke(
-            {"messages": [HumanMessage("Write a report on battery technology.")]},
-            config={"callbacks": [handler, progress], "recursion_limit": 2 * max_steps + 1},
-        )
-        console.print("[red]the agent finished without being stopped[/red]")
-    except GuardianHalt as halt:
-        guard.alerts.flush(5.0)
-        console.print(f"\n[bold green]stopped[/bold green] by Guardian: {type(halt).__name__}")
-        console.print(f"  {halt}")
-        console.print(f"  the provider was called {model.calls} times; the refused call was never sent")
-        code = 0
+        console.print(f"[bold]1. A runaway research agent[/bold] on {MODEL} that never stops searching ({store_name}).")
+        console.print(f"  budget run-cap: $0.25 a run, alerts at 50% and 80%; up to {max_steps} steps\n")
+        spender = ScriptedChatModel(replies=[_next_query], cycle=True, model=MODEL, provider="openai", max_tokens=300)
+        stopped = _act(guard, console, spender, "researcher", max_steps)
+        console.print("[bold]2. A stuck agent[/bold]: the same search with the same answer, over and over.\n")
+        stuck = ScriptedChatModel(replies=[_stuck_query], cycle=True, model=MODEL, provider="openai", max_tokens=300)
+        stopped = _act(guard, console, stuck, "analyst", max_steps) and stopped
     finally:
         guard.alerts.flush(5.0)
         guard.close()
-    return code
+    return 0 if stopped else 1

@@ -70,12 +70,14 @@ def test_status_and_kill_work_against_the_fleet_store(redis_url: str, key_prefix
 
 
 def test_demo_stops_the_runaway_agent_and_alerts() -> None:
-    """`guardian demo` on the embedded store: threshold alerts, then a BudgetExceeded halt, exit 0."""
+    """`guardian demo` on the embedded store: threshold alerts and a BudgetExceeded halt, then a loop halted."""
     result = runner.invoke(app, ["demo"])
     assert result.exit_code == 0, result.output
     assert "ALERT threshold" in result.output
     assert "ALERT exceeded" in result.output
     assert "stopped by Guardian: BudgetExceeded" in result.output
+    assert "stopped by Guardian: LoopDetected" in result.output
+    assert "ALERT loop: agent analyst" in result.output
     assert "the refused call was never sent" in result.output
 
 
