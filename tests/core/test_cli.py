@@ -112,3 +112,23 @@ def test_demo_delivers_its_alerts_to_slack(monkeypatch: pytest.MonkeyPatch) -> N
     headers = [p["blocks"][0]["text"]["text"] for p in _SlackCapture.payloads]
     assert any("Budget exceeded: run-cap" in h for h in headers), headers
     assert sum("run-cap" in h for h in headers) == 3  # 50%, 80%, exceeded: once each
+
+
+def test_alert_test_sends_one_message_to_the_configured_webhook(tmp_path: Path) -> None:
+    """`guardian alert-test -p POLICY` posts one test message to the policy's Slack webhook and says so."""
+    _SlackCapture.payloads = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlackCapture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    policy = tmp_path / "alerts.yaml"
+    url = f"http://127.0.0.1:{server.server_address[1]}/services/T0/B0/secret"
+    policy.write_text(f"version: 1\nalerts:\n  slack:\n    webhook_url: {url}\n")
+    try:
+        result = runner.invoke(app, ["alert-test", "-p", str(policy)])
+        missing = runner.invoke(app, ["alert-test", "-p", str(ROOT / "policies" / "example.yaml")])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 0, result.output
+    assert len(_SlackCapture.payloads) == 1
+    assert "secret" not in result.output
+    assert missing.exit_code == 2
