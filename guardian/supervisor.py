@@ -569,30 +569,18 @@ class Supervisor:
         refusal = result.refusal
         assert refusal is not None
         bound = next(b for b in run.bound if b.target.key == request.targets[refusal.target_index].key)
-        halt = BudgetExceeded(
-            budget=bound.budget.name,
-            scope=bound.budget.scope,
-            scope_key=bound.scope_key,
-            window=bound.window,
-            unit=refusal.metric,
-            limit=refusal.limit,
-            spent=refusal.current,
-            requested=refusal.requested,
-            run_id=run.run_id,
-        )
-        self.log.warning(
-            "budget_exceeded",
-            **run.log_fields(),
-            budget=bound.budget.name,
-            scope=bound.budget.scope,
-            scope_key=bound.scope_key,
-            window=bound.window,
-            unit=refusal.metric,
-            limit=refusal.limit,
-            spent=refusal.current,
-            requested=refusal.requested,
-            action="kill",
-        )
+        details: dict[str, Any] = {
+            "budget": bound.budget.name,
+            "scope": bound.budget.scope,
+            "scope_key": bound.scope_key,
+            "window": bound.window,
+            "unit": refusal.metric,
+            "limit": refusal.limit,
+            "spent": refusal.current,
+            "requested": refusal.requested,
+        }
+        halt = BudgetExceeded(**details, run_id=run.run_id)
+        self.log.warning("budget_exceeded", **run.log_fields(), **details, action="kill")
         state = result.states[refusal.target_index] if result.states else None
         self._alert("exceeded", run, bound, state, threshold=1.0, reason=str(halt), now=request.now)
         return self._trip(run, halt)

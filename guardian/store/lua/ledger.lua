@@ -49,9 +49,19 @@ local function pack(t, count)
   return struct.pack(FORMATS[count], unpack(t, 1, count))
 end
 
+-- Counters loaded in this call, written back once at the end: a commit and the next reservation
+-- usually touch the same user and tenant buckets.
+local loaded = {}
+local dirty = {}
+local order = {}
+
 -- Loads a bucket's counters, sweeping expired holds when one may exist.
 local function load(hk)
+  if loaded[hk] then
+    return loaded[hk]
+  end
   local v = numbers(redis.call('HGET', hk, 'v'), 2 * M + 1)
+  loaded[hk] = v
   local x = v[2 * M + 1]
   if x ~= 0 and x <= now then
     local all = redis.call('HGETALL', hk)
@@ -75,9 +85,24 @@ local function load(hk)
   return v
 end
 
-local function save(hk, v, ttl)
-  redis.call('HSET', hk, 'v', pack(v, 2 * M + 1))
-  redis.call('PEXPIRE', hk, ttl)
+-- Marks a loaded bucket for writing; ttl (ms) may be nil to keep the key's own.
+local function save(hk, ttl)
+  local previous = dirty[hk]
+  if previous == nil then
+    order[#order + 1] = hk
+    dirty[hk] = ttl or false
+  elseif ttl and (previous == false or ttl > previous) then
+    dirty[hk] = ttl
+  end
+end
+
+local function write_back()
+  for _, hk in ipairs(order) do
+    redis.call('HSET', hk, 'v', pack(loaded[hk], 2 * M + 1))
+    if dirty[hk] then
+      redis.call('PEXPIRE', hk, dirty[hk])
+    end
+  end
 end
 
 -- Removes a call's hold from the counters; returns its amounts (or nil).
@@ -136,7 +161,7 @@ for _ = 1, nops do
           v[m] = v[m] + a[m]
         end
       end
-      save(bk[1], v, bk[2])
+      save(bk[1], bk[2])
     end
   elseif op == 'X' then
     local id = nextarg()
@@ -146,7 +171,7 @@ for _ = 1, nops do
       if redis.call('HEXISTS', hk, 'h:' .. id) == 1 then
         local v = load(hk)
         drop(hk, v, id)
-        redis.call('HSET', hk, 'v', pack(v, 2 * M + 1))
+        save(hk, nil)
       end
     end
   elseif op == 'R' then
@@ -172,6 +197,7 @@ for _ = 1, nops do
     end
     local a = read_amounts()
     if killed ~= nil then
+      write_back()
       return {1, killed}
     end
     local states = {}
@@ -207,6 +233,7 @@ for _ = 1, nops do
       for _, v in ipairs(states) do
         append_state(refusal, v)
       end
+      write_back()
       return refusal
     end
     result = {0}
@@ -232,7 +259,7 @@ for _ = 1, nops do
           v[2 * M + 1] = expiry
         end
       end
-      save(hk, v, bk[2])
+      save(hk, bk[2])
       append_state(result, v)
     end
   else
@@ -240,4 +267,5 @@ for _ = 1, nops do
   end
 end
 
+write_back()
 return result
