@@ -88,6 +88,9 @@ def status(
         rows = guard.status(budget=budget, tenant=tenant)
         kills = guard.kills()
         loops = [r for r in guard.loop_halts() if tenant is None or r[0] == tenant]
+    except GuardianError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
     finally:
         guard.close()
     if as_json:
@@ -116,16 +119,20 @@ def kill(
     tenant: Annotated[str | None, typer.Option("--tenant")] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Lift the kill flag instead.")] = False,
     ttl: Annotated[float, typer.Option(help="Seconds the flag lasts.")] = 86_400.0,
+    policy: PolicyPaths = None,
     store: StoreUrl = None,
     prefix: Prefix = DEFAULT_PREFIX,
 ) -> None:
-    """Halt a run, agent, user or tenant at its next model or tool call."""
-    guard = _open(None, store, prefix)
+    """Halt a run, agent, user or tenant at its next model or tool call (and alert, with --policy)."""
+    guard = _open(policy, store, prefix)
     try:
         key = guard.kill(run=run, agent=agent, user=user, tenant=tenant, ttl_s=ttl, clear=clear)
     except ValueError as exc:
         err.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(2) from None
+    except GuardianError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
     finally:
         guard.close()
     out.print(f"{'cleared' if clear else 'set'} kill flag {key}" + ("" if clear else f" for {ttl:g}s"))

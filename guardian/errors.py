@@ -13,6 +13,7 @@ __all__ = [
     "BudgetExceeded",
     "GuardianError",
     "GuardianHalt",
+    "GuardianInternalError",
     "LoopDetected",
     "PolicyError",
     "PolicyProblem",
@@ -113,6 +114,10 @@ class RunKilled(GuardianHalt):
 
 class StoreUnavailable(GuardianHalt):
     """The store failed and the policy says ``on_store_error: fail_closed``."""
+
+
+class GuardianInternalError(GuardianHalt):
+    """Guardian itself failed before a call and ``on_store_error: fail_closed`` refuses what it cannot count."""
 
 
 class UnknownModel(GuardianHalt):

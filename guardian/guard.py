@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -73,7 +74,9 @@ class Guardian:
         self.supervisor = Supervisor(policy, self.store, keys=self.keys, clock=clock, alerts=self.alerts)
         self._closed = False
         # Deferred commits and queued alerts must not vanish with the process: close() flushes both.
-        atexit.register(self.close)
+        # Through a weak reference, so the hook does not keep every Guardian ever made alive.
+        self._exit_hook = _close_at_exit(weakref.ref(self))
+        atexit.register(self._exit_hook)
 
     @classmethod
     def from_yaml(cls, *paths: str | os.PathLike[str], **options: Any) -> Guardian:
@@ -118,13 +121,8 @@ class Guardian:
                 agent=value if target == "agent" else None,
                 user=value if target == "user" else None,
                 tenant=value if target == "tenant" else None,
-                budget=None,
                 scope=target,
                 scope_key=value,
-                window=None,
-                threshold=None,
-                spent={},
-                limit={},
                 reason=f"an operator killed {target} {value!r}: its next model or tool call is refused",
             )
         )
@@ -177,7 +175,7 @@ class Guardian:
         if self._closed:
             return
         self._closed = True
-        atexit.unregister(self.close)
+        atexit.unregister(self._exit_hook)
         self.alerts.close()
         self.store.close()
 
@@ -188,6 +186,15 @@ class Guardian:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _close_at_exit(ref: weakref.ref[Guardian]) -> Callable[[], None]:
+    def close() -> None:
+        guard = ref()
+        if guard is not None:
+            guard.close()
+
+    return close
 
 
 def _resolve_store(store: Store | redis.Redis | str | None) -> Store:

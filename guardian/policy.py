@@ -421,8 +421,20 @@ def _compile(parsed: Sequence[tuple[str, Mapping[Path_, int], PolicyFileModel]])
     loops: list[LoopRule] | None = None
     alerts: AlertsConfig | None = None
     alerts_origin = ""
+    settings_origin: dict[str, str] = {}
     for source, lines, model in parsed:
-        settings.update({k: getattr(model.settings, k) for k in model.settings.model_fields_set})
+        for name in model.settings.model_fields_set:
+            if name in settings_origin and settings_origin[name] != source:
+                problems.append(
+                    PolicyProblem(
+                        source,
+                        _line_of(lines, ("settings", name)),
+                        f"settings.{name}",
+                        f"already set in {settings_origin[name]}: set each setting in one file",
+                    )
+                )
+            settings_origin.setdefault(name, source)
+            settings[name] = getattr(model.settings, name)
         for name, price in model.prices.items():
             if name in prices:
                 problems.append(

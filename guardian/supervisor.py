@@ -52,6 +52,8 @@ __all__ = ["AlertSubmitter", "CallState", "Decision", "RunState", "Supervisor"]
 WINDOW_GRACE_S = 2 * 86_400.0  # calendar buckets outlive their window so `guardian status` can show yesterday
 TARGETS_REFRESH_S = 3_600.0  # run-window buckets get their TTL pushed forward this often
 OUTAGE_RETRY_S = 1.0  # with fail_open, how long calls skip a store that just failed
+PLACEHOLDER = "\x00"  # stands for the run id in a run bucket's key template
+RETIRED_RUN_KEEP_S = 3_600.0  # a finished run's buckets in an in-process store: long enough to inspect
 
 
 class AlertSubmitter(Protocol):
@@ -77,6 +79,7 @@ class CallState:
     call_id: str
     provider: str | None
     model: str
+    bound: list[_Bound]  # as reserved: a window may roll over before the call ends
     targets: list[Target]
     estimate: Amounts
     prompt_tokens: int
@@ -157,7 +160,7 @@ class Supervisor:
         self.alerts = alerts
         self.log = structlog.get_logger("guardian")
         self._settings = policy.settings
-        self._fail_open = policy.settings.on_store_error == "fail_open"
+        self.fail_open = policy.settings.on_store_error == "fail_open"
         self._outage = False
         self._outage_until = 0.0
         self._outage_lock = threading.Lock()
@@ -166,6 +169,7 @@ class Supervisor:
         # Per identity: its buckets of non-run budgets (valid until the earliest window end), and its plan.
         self._shared_bound: dict[Identity, tuple[float, list[_Bound]]] = {}
         self._plans: dict[Identity, _Plan] = {}
+        self._warned_models: set[tuple[str | None, str]] = set()  # unknown_model: warn logs once per model
 
     # -- runs ----------------------------------------------------------------------------------------
 
@@ -192,10 +196,11 @@ class Supervisor:
         run_keys = []
         for budget in budgets:
             if budget.scope == "run":
-                # Escaped segments hold no ':', so ':%00:' can only be the run id's place.
-                key = self.keys.bucket(BucketKey(identity.tenant, budget.name, "run", "\x00", "run"))
-                prefix, _, suffix = key.partition(":" + escape("\x00") + ":")
-                run_keys.append((budget, prefix + ":", ":" + suffix))
+                # A run bucket's key ends ':<run id>:run'; build it once with a placeholder and cut that off.
+                tail = f":{escape(PLACEHOLDER)}:run"
+                key = self.keys.bucket(BucketKey(identity.tenant, budget.name, "run", PLACEHOLDER, "run"))
+                assert key.endswith(tail)
+                run_keys.append((budget, key[: -len(tail)] + ":", ":run"))
         pairs: list[tuple[KillTarget, str]] = [
             ("agent", identity.agent),
             ("user", identity.user),
@@ -218,8 +223,11 @@ class Supervisor:
         with run.lock:
             dangling = list(run.calls.values())
             run.calls.clear()
-        for call in dangling:  # a call whose end never arrived (cancelled task): release, never leak
-            self._settle(run, call, None)
+        for call in dangling:  # a call whose end never arrived (cancelled task): settle, never leak
+            self._settle(run, call, self._fallback_usage(call) if call.tokens_seen else None)
+        run_keys = [b.target.key for b in run.bound if b.budget.scope == "run"]
+        if run_keys:
+            self.store.retire(run_keys, self.clock(), RETIRED_RUN_KEEP_S)
         self.log.info(
             "run_finished",
             **run.log_fields(),
@@ -250,7 +258,9 @@ class Supervisor:
                 halt = UnknownModel(provider=provider, model=model, run_id=run.run_id)
                 self.log.error("unknown_model", **run.log_fields(), provider=provider, model=model, action="block")
                 return self._trip(run, halt)
-            self.log.warning("unknown_model", **run.log_fields(), provider=provider, model=model, action="warn")
+            if (provider, model) not in self._warned_models:
+                self._warned_models.add((provider, model))
+                self.log.warning("unknown_model", **run.fields, provider=provider, model=model, action="warn")
             cost = 0
         estimate = Amounts(
             input_tokens=prompt_tokens,
@@ -270,13 +280,14 @@ class Supervisor:
             kill_checks=run.kill_checks,
             want_states=run.want_states,
         )
-        result = self._reserve(run, request, op="reserve")
+        result = self._reserve(run, request, bound, op="reserve")
         if isinstance(result, Decision):
             return result
         call = CallState(
             call_id=call_id,
             provider=provider,
             model=model,
+            bound=bound,
             targets=targets,
             estimate=estimate,
             prompt_tokens=prompt_tokens,
@@ -309,6 +320,8 @@ class Supervisor:
         if call.tokens_seen < call.output_reserved or not call.reserved:
             return PROCEED
         block = self._settings.stream_block_tokens
+        # Enough whole blocks to cover what already arrived plus the next token: a chunk may hold many tokens.
+        block *= (call.tokens_seen - call.output_reserved) // block + 1
         cost = self.pricer.cost(call.provider, call.model, TokenUsage(output_tokens=block)) or 0
         extra = Amounts(output_tokens=block, total_tokens=block, cost_usd=cost)
         now = self.clock()
@@ -319,31 +332,39 @@ class Supervisor:
             now=now,
             ttl_s=self._settings.reservation_ttl_s,
             mode=ChargeMode.EXTEND,
+            kill_checks=run.kill_checks,  # an operator kill stops a running stream too
         )
-        result = self._reserve(run, request, op="extend")
+        result = self._reserve(run, request, call.bound, op="extend")
         if isinstance(result, Decision):
             return result
         call.output_reserved += block
         call.estimate = call.estimate + extra
         return PROCEED
 
-    def after_llm_call(self, run: RunState, call_id: str, usage: TokenUsage | None) -> Amounts:
-        """Commit what the call really used; ``usage`` None falls back to the prompt estimate and tokens seen."""
+    def after_llm_call(
+        self, run: RunState, call_id: str, usage: TokenUsage | None, *, output_estimate: int | None = None
+    ) -> Amounts:
+        """Commit what the call really used. Without reported usage (streams report it only when asked, e.g.
+        ``ChatOpenAI(stream_usage=True)``), the prompt estimate and the output seen or estimated stand in."""
         with run.lock:
             call = run.calls.pop(call_id, None)
         if call is None:
             return Amounts()
         if usage is None:
-            # Streams report usage only when asked (e.g. ChatOpenAI(stream_usage=True)); the estimate stands in.
-            self.log.info("usage_estimated", **run.log_fields(), call_id=call_id, model=call.model)
-        return self._settle(run, call, usage or self._fallback_usage(call))
+            self.log.info("usage_estimated", **run.fields, call_id=call_id, model=call.model)
+            usage = TokenUsage(call.prompt_tokens, max(call.tokens_seen, output_estimate or 0))
+        return self._settle(run, call, usage)
 
-    def llm_call_failed(self, run: RunState, call_id: str) -> Amounts:
-        """An aborted call commits what it streamed (the prompt was paid for) or releases its hold."""
+    def llm_call_failed(self, run: RunState, call_id: str, partial: TokenUsage | None = None) -> Amounts:
+        """An aborted call commits what it used (the prompt is paid for once output streamed) or releases
+        its hold. ``partial`` is usage an aborted stream reported early; the output seen may exceed it."""
         with run.lock:
             call = run.calls.pop(call_id, None)
         if call is None:
             return Amounts()
+        if partial is not None:
+            partial.output_tokens = max(partial.output_tokens, call.tokens_seen)
+            return self._settle(run, call, partial)
         return self._settle(run, call, self._fallback_usage(call) if call.tokens_seen else None)
 
     # -- tool calls ----------------------------------------------------------------------------------
@@ -363,12 +384,19 @@ class Supervisor:
             kill_checks=run.kill_checks,
             want_states=run.want_states,
         )
-        result = self._reserve(run, request, op="tool_call")
+        result = self._reserve(run, request, bound, op="tool_call")
         if isinstance(result, Decision):
             return result
         with run.lock:
             run.spent = run.spent + amount
-        if result is not None:
+        if result is None:
+            # fail_open skipped the store: queue the count like a model call's usage, so it lands later.
+            marker = self.keys.call_marker(run.identity.tenant, call_id)
+            try:
+                self.store.commit(CommitRequest(call_id, run.targets, amount, now, marker))
+            except StoreError as exc:
+                self._note_outage(exc, "commit", run=run)
+        else:
             self._after_reserve(run, bound, result, now)
         return PROCEED
 
@@ -427,13 +455,9 @@ class Supervisor:
                     agent=run.identity.agent,
                     user=run.identity.user,
                     tenant=run.identity.tenant,
-                    budget=None,
                     scope="run",
                     scope_key=run.run_id,
-                    window=None,
-                    threshold=None,
                     spent={"total_tokens": tokens, "cost_usd": cost} if tokens else {},
-                    limit={},
                     reason=f"{verdict.signal} on {verdict.subject} after {verdict.repeats} repeats: "
                     f"{verdict.description}",
                 )
@@ -503,9 +527,11 @@ class Supervisor:
     def _fallback_usage(call: CallState) -> TokenUsage:
         return TokenUsage(input_tokens=call.prompt_tokens, output_tokens=call.tokens_seen)
 
-    def _reserve(self, run: RunState, request: ReserveRequest, *, op: str) -> ReserveResult | Decision | None:
+    def _reserve(
+        self, run: RunState, request: ReserveRequest, bound: list[_Bound], *, op: str
+    ) -> ReserveResult | Decision | None:
         """The store's answer; a halt Decision; or None when fail_open let the call through unreserved."""
-        if self._fail_open and self._outage and self.clock() < self._outage_until:
+        if self.fail_open and self._outage and self.clock() < self._outage_until:
             return None
         try:
             result = self.store.reserve(request)
@@ -515,7 +541,7 @@ class Supervisor:
         if result.killed is not None:
             return self._killed(run, result.killed)
         if result.refusal is not None:
-            return self._refused(run, request, result)
+            return self._refused(run, request, result, bound[result.refusal.target_index])
         return result
 
     def _store_op(self, action: Callable[[], object], op: str) -> None:
@@ -526,7 +552,7 @@ class Supervisor:
 
     def _store_failed(self, run: RunState, exc: StoreError, op: str) -> Decision | None:
         self._note_outage(exc, op, run=run)
-        if self._fail_open:
+        if self.fail_open:
             return None
         halt = StoreUnavailable(
             f"budget store unavailable ({exc}); the call was refused because the policy sets "
@@ -548,7 +574,7 @@ class Supervisor:
                 error=str(exc),
                 mode=self._settings.on_store_error,
                 consequence="calls pass uncounted until the store is back; usage is queued"
-                if self._fail_open
+                if self.fail_open
                 else "calls are refused until the store is back",
                 **(run.log_fields() if run else {}),
             )
@@ -565,10 +591,9 @@ class Supervisor:
         self.log.warning("run_killed", **run.log_fields(), target=check.target, value=check.value)
         return self._trip(run, halt)
 
-    def _refused(self, run: RunState, request: ReserveRequest, result: ReserveResult) -> Decision:
+    def _refused(self, run: RunState, request: ReserveRequest, result: ReserveResult, bound: _Bound) -> Decision:
         refusal = result.refusal
         assert refusal is not None
-        bound = next(b for b in run.bound if b.target.key == request.targets[refusal.target_index].key)
         details: dict[str, Any] = {
             "budget": bound.budget.name,
             "scope": bound.budget.scope,
@@ -732,4 +757,5 @@ _UTC = ZoneInfo("UTC")
 
 
 def _dedup_key(kind: str, b: _Bound, threshold: float) -> str:
-    return f"{kind}:{b.budget.name}:{b.budget.scope}:{b.scope_key}:{b.window}:{threshold:g}"
+    parts = (kind, b.budget.name, b.budget.scope, b.scope_key, b.window, f"{threshold:g}")
+    return ":".join(escape(p) for p in parts)  # escaped like store keys: two budgets can never share a mark

@@ -7,7 +7,7 @@ never prompt or completion text.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from guardian.errors import GuardianError
@@ -46,18 +46,18 @@ class Alert:
     dedup_key: str
     dedup_ttl_s: float | None
     occurred_at: float
-    run_id: str | None
-    agent: str | None
-    user: str | None
-    tenant: str | None
-    budget: str | None
-    scope: str | None
-    scope_key: str | None
-    window: str | None
-    threshold: float | None
-    spent: Mapping[str, int]
-    limit: Mapping[str, int]
-    reason: str
+    run_id: str | None = None
+    agent: str | None = None
+    user: str | None = None
+    tenant: str | None = None
+    budget: str | None = None
+    scope: str | None = None
+    scope_key: str | None = None
+    window: str | None = None
+    threshold: float | None = None
+    spent: Mapping[str, int] = field(default_factory=dict)
+    limit: Mapping[str, int] = field(default_factory=dict)
+    reason: str = ""
     action_hint: str | None = None
 
     def __post_init__(self) -> None:

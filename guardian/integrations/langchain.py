@@ -9,25 +9,64 @@ piece of shared state is behind one lock.
 
 from __future__ import annotations
 
+import functools
+import json
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from uuid import UUID
 
+import structlog
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import LLMResult
 
+from guardian.errors import GuardianHalt, GuardianInternalError
 from guardian.identity import Identity
 from guardian.integrations.observe import ObservationTracker, tool_name
 from guardian.loops import Observation
 from guardian.pricing import TokenUsage
 from guardian.supervisor import Decision, RunState, Supervisor
 
-__all__ = ["GuardianCallbackHandler", "usage_from_result"]
+__all__ = ["GuardianCallbackHandler", "chunk_tokens", "output_tokens_of", "usage_from_result"]
 
 _IDENTITY_KEYS = ("guardian_agent", "guardian_user", "guardian_tenant")
+_log = structlog.get_logger("guardian")
+_Method = TypeVar("_Method", bound=Callable[..., None])
+
+
+def _guarded(*, before_spend: bool) -> Callable[[_Method], _Method]:
+    """A bug of ours must not surface as a raw traceback in someone's agent.
+
+    Halts pass through. Any other error is logged (``guardian_internal_error``); before a model or
+    tool call is paid for, ``on_store_error: fail_closed`` turns it into a ``GuardianInternalError``
+    halt (nothing unaccounted is let through), ``fail_open`` lets the call go on. After the spend,
+    it is only logged: the agent's result is already paid for.
+    """
+
+    def decorate(method: _Method) -> _Method:
+        @functools.wraps(method)
+        def guarded(self: GuardianCallbackHandler, *args: Any, **kwargs: Any) -> None:
+            try:
+                method(self, *args, **kwargs)
+            except GuardianHalt:
+                raise
+            except Exception as exc:
+                run_id = kwargs.get("run_id")
+                _log.exception("guardian_internal_error", callback=method.__name__, run_id=str(run_id))
+                if before_spend and not self.supervisor.fail_open:
+                    if isinstance(run_id, UUID):
+                        self._exit(run_id, exc)
+                    raise GuardianInternalError(
+                        f"Guardian failed in {method.__name__} ({type(exc).__name__}: {exc}); the call was "
+                        "refused because the policy sets on_store_error: fail_closed",
+                        run_id=None if run_id is None else str(run_id),
+                    ) from exc
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
 
 
 class GuardianCallbackHandler(BaseCallbackHandler):
@@ -88,7 +127,7 @@ class GuardianCallbackHandler(BaseCallbackHandler):
             agent=str(metadata.get("guardian_agent") or self.identity.agent),
             user=str(metadata.get("guardian_user") or self.identity.user),
             tenant=str(metadata.get("guardian_tenant") or self.identity.tenant),
-            tags=self.identity.tags | frozenset(metadata.get("guardian_tags") or ()),
+            tags=self.identity.tags | _tags(metadata.get("guardian_tags")),
         )
 
     @property
@@ -98,6 +137,7 @@ class GuardianCallbackHandler(BaseCallbackHandler):
 
     # -- chains --------------------------------------------------------------------------------------
 
+    @_guarded(before_spend=True)
     def on_chain_start(
         self,
         serialized: dict[str, Any],
@@ -112,16 +152,23 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         self._enter(run_id, parent_run_id, metadata)
         self._steps.on_chain_start(run_id, metadata, tags=tags or [], name=kwargs.get("name"))
 
+    @_guarded(before_spend=False)
     def on_chain_end(self, outputs: dict[str, Any], *, run_id: UUID, **kwargs: Any) -> None:
-        self._observe(run_id, self._steps.on_chain_end(run_id, outputs))
-        self._exit(run_id)
+        try:
+            self._observe(run_id, self._steps.on_chain_end(run_id, outputs))
+        finally:
+            self._exit(run_id)
 
+    @_guarded(before_spend=False)
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._steps.on_chain_error(run_id)
-        self._exit(run_id, error)
+        try:
+            self._steps.on_chain_error(run_id)
+        finally:
+            self._exit(run_id, error)
 
     # -- model calls ---------------------------------------------------------------------------------
 
+    @_guarded(before_spend=True)
     def on_chat_model_start(
         self,
         serialized: dict[str, Any],
@@ -136,6 +183,7 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         prompt_tokens = sum(count_tokens_approximately(batch) for batch in messages)
         self._start_call(run_id, parent_run_id, metadata, kwargs.get("invocation_params"), serialized, prompt_tokens)
 
+    @_guarded(before_spend=True)
     def on_llm_start(
         self,
         serialized: dict[str, Any],
@@ -175,6 +223,7 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         )
         self._act(decision, run_id)
 
+    @_guarded(before_spend=True)
     def on_llm_new_token(
         self,
         token: str | list[str | dict[str, Any]],
@@ -182,37 +231,44 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         run_id: UUID,
         **kwargs: Any,
     ) -> None:
-        if not token:
-            return  # usage and tool-call chunks carry no text token
+        tokens = chunk_tokens(token, kwargs.get("chunk"))
+        if not tokens:
+            return  # the usage chunk carries no output
         run = self._state(run_id)
         if run is None:
             return
-        decision = self.supervisor.on_llm_tokens(run, str(run_id))
+        decision = self.supervisor.on_llm_tokens(run, str(run_id), tokens)
         if decision.halt is not None:
             # The stream is aborted by this raise; on_llm_error then commits what arrived.
             raise decision.halt
 
+    @_guarded(before_spend=False)
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._state(run_id)
-        if run is not None:
-            self.supervisor.after_llm_call(run, str(run_id), usage_from_result(response))
-            if run.loop_rule is not None:
-                self.supervisor.observe(run, self._steps.on_llm_end(response))
-        self._exit(run_id)
+        try:
+            run = self._state(run_id)
+            if run is not None:
+                usage = usage_from_result(response)
+                estimate = None if usage is not None else output_tokens_of(response)
+                self.supervisor.after_llm_call(run, str(run_id), usage, output_estimate=estimate)
+                if run.loop_rule is not None:
+                    self.supervisor.observe(run, self._steps.on_llm_end(response))
+        finally:
+            self._exit(run_id)
 
+    @_guarded(before_spend=False)
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._state(run_id)
-        if run is not None:
-            partial = kwargs.get("response")
-            usage = usage_from_result(partial) if isinstance(partial, LLMResult) else None
-            if usage is not None:
-                self.supervisor.after_llm_call(run, str(run_id), usage)
-            else:
-                self.supervisor.llm_call_failed(run, str(run_id))
-        self._exit(run_id, error)
+        try:
+            run = self._state(run_id)
+            if run is not None:
+                partial = kwargs.get("response")
+                usage = usage_from_result(partial) if isinstance(partial, LLMResult) else None
+                self.supervisor.llm_call_failed(run, str(run_id), usage)
+        finally:
+            self._exit(run_id, error)
 
     # -- tools ---------------------------------------------------------------------------------------
 
+    @_guarded(before_spend=True)
     def on_tool_start(
         self,
         serialized: dict[str, Any],
@@ -232,13 +288,19 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         if run.loop_rule is not None:
             self._steps.on_tool_start(run_id, name, input_str, inputs)
 
+    @_guarded(before_spend=False)
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._observe(run_id, self._steps.on_tool_end(run_id, output))
-        self._exit(run_id)
+        try:
+            self._observe(run_id, self._steps.on_tool_end(run_id, output))
+        finally:
+            self._exit(run_id)
 
+    @_guarded(before_spend=False)
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._observe(run_id, self._steps.on_tool_error(run_id, error))
-        self._exit(run_id, error)
+        try:
+            self._observe(run_id, self._steps.on_tool_error(run_id, error))
+        finally:
+            self._exit(run_id, error)
 
     # -- loops ---------------------------------------------------------------------------------------
 
@@ -262,11 +324,15 @@ class GuardianCallbackHandler(BaseCallbackHandler):
 
 
 def usage_from_result(response: LLMResult) -> TokenUsage | None:
-    """Sum the ``usage_metadata`` of every generation; None when the provider reported none."""
+    """The ``usage_metadata`` of the response, summed over prompts; None when the provider reported none.
+
+    Per prompt only the first choice counts: with ``n > 1`` providers report the whole response's usage on
+    every choice (langchain-openai copies it to each), so summing choices would charge it n times.
+    """
     found = False
     totals = [0, 0, 0, 0, 0]
     for generations in response.generations:
-        for generation in generations:
+        for generation in generations[:1]:
             message = getattr(generation, "message", None)
             usage = getattr(message, "usage_metadata", None)
             if not usage:
@@ -286,6 +352,44 @@ def usage_from_result(response: LLMResult) -> TokenUsage | None:
         totals[0] = int(legacy.get("prompt_tokens") or 0)
         totals[1] = int(legacy.get("completion_tokens") or 0)
     return TokenUsage(*totals)
+
+
+def _tags(value: Any) -> frozenset[str]:
+    """``guardian_tags`` as one string or a list of them (a bare string is one tag, not its letters)."""
+    if not value:
+        return frozenset()
+    if isinstance(value, str):
+        return frozenset({value})
+    return frozenset(str(v) for v in value)
+
+
+def _approx_tokens(chars: int) -> int:
+    """langchain-core's approximation (4 characters a token), at least 1 for any output at all."""
+    return max(1, (chars + 2) // 4) if chars else 0
+
+
+def chunk_tokens(token: str | list[str | dict[str, Any]], chunk: Any) -> int:
+    """Tokens a streamed chunk carries: its text and any tool-call arguments (a chunk may hold many tokens)."""
+    if isinstance(token, str):
+        chars = len(token)
+    else:
+        chars = sum(len(part) if isinstance(part, str) else len(str(part.get("text", ""))) for part in token)
+    message = getattr(chunk, "message", None)
+    for call in getattr(message, "tool_call_chunks", None) or ():
+        chars += len(call.get("args") or "") + len(call.get("name") or "")
+    return _approx_tokens(chars)
+
+
+def output_tokens_of(response: LLMResult) -> int:
+    """An estimate of the output of a response that reported no usage: its text and tool calls."""
+    chars = 0
+    for generations in response.generations:
+        for generation in generations:
+            chars += len(generation.text or "")
+            message = getattr(generation, "message", None)
+            for call in getattr(message, "tool_calls", None) or ():
+                chars += len(call.get("name") or "") + len(json.dumps(call.get("args") or {}))
+    return _approx_tokens(chars)
 
 
 def _name(serialized: dict[str, Any] | None) -> str:

@@ -181,5 +181,9 @@ class Store(abc.ABC):
     def flags(self, pattern: str, now: float) -> list[str]:
         """Keys of the flags matching a Redis-style glob."""
 
+    def retire(self, keys: Sequence[str], now: float, keep_s: float) -> None:  # noqa: B027 - optional hook
+        """A run ended: its buckets may go after ``keep_s``. An in-process store uses this to stay small; a
+        shared store keeps them to their TTL, for ``guardian status``."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release resources."""

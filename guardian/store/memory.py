@@ -137,6 +137,13 @@ class MemoryStore(Store):
     def flush(self) -> None:
         """Commits are applied at once; nothing is ever pending."""
 
+    def retire(self, keys: Sequence[str], now: float, keep_s: float) -> None:
+        with self._lock:
+            for key in keys:
+                bucket = self._buckets.get(key)
+                if bucket is not None:
+                    bucket.expires_at = min(bucket.expires_at, now + keep_s)
+
     def read(self, keys: Sequence[str], now: float) -> list[BucketState | None]:
         with self._lock:
             self._sweep(now)

@@ -262,6 +262,7 @@ def test_identity_comes_from_the_handler_and_can_be_overridden_per_run(
     model.invoke("q", config={"callbacks": [handler], "metadata": {"guardian_user": "bob", "guardian_tenant": "beta"}})
     rows = {(r.tenant, r.scope_key): r.spent.llm_calls for r in guard.status()}
     assert rows == {("acme", "alice"): 1, ("beta", "bob"): 1}
+    assert handler._identity_for({"guardian_tags": "prod"}).tags == frozenset({"prod"})
 
 
 def test_budgets_apply_only_where_they_match(make_guardian: GuardianFactory) -> None:
@@ -472,3 +473,75 @@ def test_an_exhausted_tenant_budget_alerts_once_and_counts_refusals(make_guardia
     (row,) = guard.status()
     assert row.refused == 5
     assert row.spent.llm_calls == 3
+
+
+def test_a_stream_of_large_chunks_is_cut_within_one_chunk(make_guardian: GuardianFactory) -> None:
+    """Chunks of ~50 tokens each are counted as such: the stream halts within one chunk of the limit."""
+    guard = make_guardian(
+        {"settings": {"default_max_output_tokens": 20, "stream_block_tokens": 20}, **run_cap(output_tokens=300)}
+    )
+    chunk = "a" * 199 + " "  # one streamed chunk of 200 characters, ~50 tokens
+    model = ScriptedChatModel(replies=[chunk * 40])
+    with pytest.raises(BudgetExceeded):
+        for _ in model.stream("go", config={"callbacks": [guard.callback()]}):
+            pass
+    (row,) = guard.status()
+    assert 250 <= row.spent.output_tokens <= 300 + 50
+    assert row.reserved == Amounts()
+
+
+def test_a_reply_without_usage_is_charged_its_estimated_output() -> None:
+    """A provider that reports no usage is charged the prompt estimate plus an estimate of its output, not 0."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+
+    from guardian import Guardian, Policy
+
+    policy = Policy.from_dict({"version": 1, "settings": {"unknown_model": "warn"}, **run_cap(llm_calls=10)})
+    guard = Guardian(policy, store="memory://")
+    model = GenericFakeChatModel(messages=iter([" ".join(["word"] * 1000)]))
+    with capture_logs() as logs:
+        model.invoke("q", config={"callbacks": [guard.callback()]})
+    (row,) = guard.status()
+    assert row.spent.output_tokens >= 1000  # 5000 characters: ~1250 tokens
+    assert any(e["event"] == "usage_estimated" for e in logs)
+    guard.close()
+
+
+def test_n_choices_are_charged_the_response_usage_once() -> None:
+    """With n > 1, providers copy the whole response's usage onto every choice: it is counted once per prompt."""
+    from langchain_core.outputs import ChatGeneration, LLMResult
+
+    from guardian.integrations.langchain import usage_from_result
+
+    reply = usage_reply("a", 100, 30)
+    result = LLMResult(generations=[[ChatGeneration(message=reply), ChatGeneration(message=reply)]])
+    usage = usage_from_result(result)
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens) == (100, 30)
+
+
+@pytest.mark.parametrize("mode", ["fail_closed", "fail_open"])
+def test_an_internal_error_follows_the_fail_mode_and_leaks_nothing(
+    make_guardian: GuardianFactory, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """A bug in Guardian never reaches the agent raw: fail_closed refuses the call, fail_open lets it through."""
+    from guardian import GuardianInternalError
+
+    guard = make_guardian({"settings": {"on_store_error": mode}, **run_cap(llm_calls=10)})
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(guard.supervisor, "before_llm_call", broken)
+    model = ScriptedChatModel(replies=["x"], cycle=True, max_tokens=5)
+    handler = guard.callback()
+    with capture_logs() as logs:
+        if mode == "fail_closed":
+            with pytest.raises(GuardianInternalError, match="KeyError"):
+                model.invoke("q", config={"callbacks": [handler]})
+            assert model.calls == 0
+        else:
+            model.invoke("q", config={"callbacks": [handler]})
+            assert model.calls == 1
+    assert any(e["event"] == "guardian_internal_error" for e in logs)
+    assert handler.active_runs == 0

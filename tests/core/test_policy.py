@@ -207,3 +207,11 @@ def test_the_shipped_example_policies_are_valid() -> None:
     root = Path(__file__).resolve().parents[2]
     assert load_policy([root / "policies"]).budgets
     assert load_policy([root / "guardian" / "data" / "demo.yaml"]).budgets
+
+
+def test_a_setting_set_in_two_files_is_an_error(tmp_path: Path) -> None:
+    """Two files may not disagree silently on a setting: the second is reported with the first's name."""
+    write(tmp_path, "a.yaml", "version: 1\nsettings:\n  on_store_error: fail_open\n")
+    write(tmp_path, "b.yaml", "version: 1\nsettings:\n  on_store_error: fail_closed\n")
+    with pytest.raises(PolicyError, match=r"b\.yaml:3: settings\.on_store_error: already set in .*a\.yaml"):
+        load_policy([tmp_path])

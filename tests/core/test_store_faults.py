@@ -87,3 +87,39 @@ def test_an_unreachable_store_never_leaks_a_raw_redis_error(key_prefix: str) -> 
     with pytest.raises(StoreError, match="redis read failed"):
         store.read(["k"], 0.0)
     store.close()
+
+
+def test_fail_open_counts_tool_calls_made_during_the_outage(proxy: TcpProxy, key_prefix: str, clock: FakeClock) -> None:
+    """Tool calls that passed uncounted during an outage are counted once Redis is back."""
+    from langchain_core.messages import HumanMessage
+    from langchain_core.tools import tool
+
+    from guardian.testing import react_graph, tool_call
+
+    @tool
+    def page(n: int) -> str:
+        """Read a page."""
+        return f"page {n}"
+
+    store = RedisStore.from_url(proxy.url, flush_interval_s=3600)
+    pol = Policy.from_dict(
+        {
+            "version": 1,
+            "loops": [],
+            "settings": {"on_store_error": "fail_open"},
+            "budgets": [{"name": "daily", "scope": "user", "window": "day", "limits": {"tool_calls": 100}}],
+        }
+    )
+    guard = Guardian(pol, store=store, key_prefix=key_prefix, clock=clock)
+    replies: list[object] = [tool_call("page", {"n": i}) for i in range(3)] + ["done"]
+    model = ScriptedChatModel(replies=replies, max_tokens=5)
+    proxy.down()
+    react_graph(model, [page]).invoke(
+        {"messages": [HumanMessage("go")]}, config={"callbacks": [guard.callback(user="u")]}
+    )
+    proxy.up()
+    clock.advance(2)
+    guard.flush()
+    (row,) = guard.status()
+    assert (row.spent.tool_calls, row.spent.llm_calls) == (3, 4)
+    guard.close()
