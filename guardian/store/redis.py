@@ -3,17 +3,21 @@
 Commits are deferred: they ride along with the next reservation's script call, or are
 sent by a background flusher within ``flush_interval_s``, so a model call waits on one
 round trip, not two. A commit is never lost to a failed send: it goes back to the queue
-and is retried (idempotent through its call marker).
+and is retried (idempotent through its call marker), unless Redis rejects the item itself (a key of
+the wrong type): that one is dropped and logged, so it cannot block every later call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
 from importlib.resources import files
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis
 import structlog
@@ -22,6 +26,7 @@ from guardian.amounts import METRICS, Amounts
 from guardian.errors import StoreError
 from guardian.store.base import (
     BucketState,
+    ChargeMode,
     CommitRequest,
     Counter,
     KillCheck,
@@ -39,6 +44,17 @@ _N = len(METRICS)
 _COUNTERS = struct.Struct(f"<{2 * _N + 1}q")  # as ledger.lua packs them: spent, reserved, earliest hold expiry
 _HOLD = struct.Struct(f"<{_N + 1}q")  # expiry, amounts
 _log = structlog.get_logger("guardian")
+_Pending: TypeAlias = CommitRequest | ReleaseRequest
+
+# Answers about the server's state, not about what was sent: the items are kept and retried, as on a lost
+# connection. Any other ResponseError (a key of the wrong type, a script error) would come back on every resend.
+_SERVER_STATE_ERRORS = (
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.NoPermissionError,
+)
 
 
 def _ms(seconds: float) -> int:
@@ -56,6 +72,7 @@ class _Batch:
     def __init__(self, now: float) -> None:
         self.keys: list[str] = []
         self._index: dict[str, int] = {}
+        self._buckets: dict[int, None] = {}  # bucket key indices, in order: the script reads them all first
         self.ops: list[str | int] = []
         self.count = 0
         self.now = now
@@ -67,18 +84,23 @@ class _Batch:
             index = self._index[key] = len(self.keys)
         return index
 
+    def bucket(self, key: str) -> int:
+        index = self.key(key)
+        self._buckets[index] = None
+        return index
+
     def commit(self, c: CommitRequest) -> None:
         self.count += 1
         self.ops += ["C", c.call_id, self.key(c.marker_key), _ms(c.marker_ttl_s), len(c.targets)]
         for t in c.targets:
-            self.ops += [self.key(t.key), _ttl_ms(t, c.now)]
+            self.ops += [self.bucket(t.key), _ttl_ms(t, c.now)]
         self.ops += list(c.amount.as_vector())
 
     def release(self, r: ReleaseRequest) -> None:
         self.count += 1
         self.ops += ["X", r.call_id, len(r.targets)]
         for t in r.targets:
-            self.ops.append(self.key(t.key))
+            self.ops.append(self.bucket(t.key))
 
     def reserve(self, r: ReserveRequest) -> None:
         self.count += 1
@@ -86,12 +108,12 @@ class _Batch:
         self.ops += [self.key(k.key) for k in r.kill_checks]
         self.ops.append(len(r.targets))
         for t in r.targets:
-            self.ops += [self.key(t.key), _ttl_ms(t, r.now), int(t.enforce)]
+            self.ops += [self.bucket(t.key), _ttl_ms(t, r.now), int(t.enforce)]
             self.ops += list(t.limits)
         self.ops += list(r.amount.as_vector())
 
     def argv(self) -> list[str | int]:
-        return [_ms(self.now), self.count, *self.ops]
+        return [_ms(self.now), len(self._buckets), *self._buckets, self.count, *self.ops]
 
 
 class RedisStore(Store):
@@ -108,17 +130,25 @@ class RedisStore(Store):
     ) -> None:
         if isinstance(client, redis.RedisCluster):  # pragma: no cover - guard only
             raise StoreError("Redis Cluster clients are not supported yet: pass a standalone redis.Redis")
+        if client.get_encoder().decode_responses:
+            raise StoreError(
+                "the Redis client decodes responses: the ledger stores packed bytes, so create it "
+                "without decode_responses=True"
+            )
         self.client = client
         self._script = client.register_script(files("guardian.store").joinpath("lua/ledger.lua").read_text())
         self._flush_interval_s = flush_interval_s
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._owns_client = owns_client
-        self._pending: deque[CommitRequest | ReleaseRequest] = deque()
+        self._pending: deque[_Pending] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
+        self._settled = threading.Condition(self._lock)  # notified when taken items are sent or back in the queue
+        self._in_flight = 0  # items taken from the queue and being sent
         self._flusher: threading.Thread | None = None
         self._closed = False
+        _live.add(self)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStore:
@@ -137,17 +167,23 @@ class RedisStore(Store):
     # -- ledger ------------------------------------------------------------------------------------------
 
     def reserve(self, request: ReserveRequest) -> ReserveResult:
-        batch = _Batch(request.now)
-        carried = self._take_pending()
-        for item in carried:
-            self._add(batch, item)
-        batch.reserve(request)
-        try:
-            reply = self._run(batch, "reserve")
-        except StoreError:
-            self._requeue(carried)
-            raise
-        return _parse_reserve(reply, request)
+        with self._taken() as carried:
+            return self._reserve(request, carried)
+
+    def _reserve(self, request: ReserveRequest, carried: list[_Pending]) -> ReserveResult:
+        while True:  # at most twice
+            try:
+                return _parse_reserve(self._send(carried, request), request)
+            except redis.RedisError as exc:
+                if not carried or _may_succeed_later(exc):
+                    self._requeue(carried)
+                    raise self._reserve_failed(request, exc) from exc
+            # Redis rejected the batch before writing anything (the script reads every bucket first). Re-queued,
+            # a bad item would fail every later reservation: settle the carried items apart, dropping only what
+            # Redis rejects, then send the reservation alone. Carried first, as in the batch: a queued release of
+            # this very call must not drop the hold the reservation makes.
+            self._settle(carried)
+            carried = []
 
     def commit(self, request: CommitRequest) -> None:
         self._defer(request)
@@ -157,17 +193,16 @@ class RedisStore(Store):
 
     def flush(self) -> None:
         while True:
-            carried = self._take_pending()
-            if not carried:
-                return
-            batch = _Batch(max(item.now for item in carried))
-            for item in carried:
-                self._add(batch, item)
-            try:
-                self._run(batch, "commit")
-            except StoreError:
-                self._requeue(carried)
-                raise
+            with self._taken() as carried:
+                if carried:
+                    self._settle(carried)
+                    continue
+            with self._lock:
+                # What another thread (the flusher, a reservation) took is durable only once its send is done.
+                while self._in_flight and not self._pending:
+                    self._settled.wait()
+                if not self._pending:
+                    return
 
     @property
     def pending(self) -> int:
@@ -244,57 +279,96 @@ class RedisStore(Store):
         try:
             self.flush()
         except StoreError as exc:
-            lost = self._take_pending()
-            _log.error(
-                "commit_dropped",
-                reason="store unreachable at close",
-                count=len(lost),
-                error=str(exc),
-                calls=[item.call_id for item in lost],
-            )
+            with self._lock:
+                lost = list(self._pending)
+                self._pending.clear()
+            _log_dropped(lost, "store unreachable at close", exc)
         if self._owns_client:
             self.client.close()
 
     # -- internals ---------------------------------------------------------------------------------------
 
-    def _run(self, batch: _Batch, op: str) -> list[int]:
-        try:
-            reply = self._script(keys=batch.keys, args=batch.argv())
-        except redis.RedisError as exc:
-            raise _store_error(op, exc) from exc
+    def _send(self, items: Sequence[_Pending], reservation: ReserveRequest | None = None) -> list[int]:
+        """One script call: the items, then the reservation if any. Raises what redis-py raises."""
+        batch = _Batch(reservation.now if reservation else max(item.now for item in items))
+        for item in items:
+            if isinstance(item, CommitRequest):
+                batch.commit(item)
+            else:
+                batch.release(item)
+        if reservation is not None:
+            batch.reserve(reservation)
+        reply = self._script(keys=batch.keys, args=batch.argv())
         if not isinstance(reply, list):
-            raise StoreError(f"redis {op}: unexpected reply {reply!r}")
+            raise redis.ResponseError(f"guardian ledger: unexpected reply {reply!r}")
         return [int(v) for v in reply]
 
-    @staticmethod
-    def _add(batch: _Batch, item: CommitRequest | ReleaseRequest) -> None:
-        if isinstance(item, CommitRequest):
-            batch.commit(item)
-        else:
-            batch.release(item)
+    def _settle(self, items: list[_Pending]) -> None:
+        """Send queued items; if Redis rejects the batch, one at a time, dropping (and logging) only the items
+        it rejects. When Redis cannot be reached, what was not sent goes back to the queue and StoreError is
+        raised."""
+        try:
+            self._send(items)
+            return
+        except redis.RedisError as exc:
+            if _may_succeed_later(exc):
+                self._requeue(items)
+                raise _store_error("flush", exc) from exc
+            if len(items) == 1:
+                _log_dropped(items, "rejected by redis", exc)
+                return
+        for index, item in enumerate(items):
+            try:
+                self._send([item])
+            except redis.RedisError as exc:
+                if _may_succeed_later(exc):
+                    self._requeue(items[index:])
+                    raise _store_error("flush", exc) from exc
+                _log_dropped([item], "rejected by redis", exc)
 
-    def _defer(self, item: CommitRequest | ReleaseRequest) -> None:
+    def _reserve_failed(self, request: ReserveRequest, exc: redis.RedisError) -> StoreError:
+        if request.mode == ChargeMode.RESERVE and isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            # The script may have run before the connection failed (a timeout waiting for the reply): drop the
+            # hold it may have left rather than let it count until it expires. Releasing is idempotent. An
+            # EXTEND's hold belongs to a call still running, which settles it; a CHARGE leaves no hold.
+            self._defer(ReleaseRequest(request.call_id, request.targets, request.now))
+        return _store_error("reserve", exc)
+
+    def _defer(self, item: _Pending) -> None:
         with self._lock:
-            if len(self._pending) >= self._max_pending:
-                dropped = self._pending.popleft()
-                _log.error(
-                    "commit_dropped",
-                    reason="pending queue full",
-                    call_id=dropped.call_id,
-                    amount=getattr(dropped, "amount", Amounts()).nonzero(),
-                )
-            self._pending.append(item)
-            if self._flusher is None and not self._closed:
-                self._flusher = threading.Thread(target=self._flush_loop, name="guardian-redis-flusher", daemon=True)
-                self._flusher.start()
-            if len(self._pending) >= self._max_batch:
-                self._wake.notify()
+            closed = self._closed
+            if not closed:
+                if len(self._pending) >= self._max_pending:
+                    _log_dropped([self._pending.popleft()], "pending queue full")
+                self._pending.append(item)
+                if self._flusher is None:
+                    self._flusher = threading.Thread(
+                        target=self._flush_loop, name="guardian-redis-flusher", daemon=True
+                    )
+                    self._flusher.start()
+                if len(self._pending) >= self._max_batch:
+                    self._wake.notify()
+        if closed:
+            # Nothing flushes the queue after close: send the item now, or say it is lost.
+            try:
+                self._send([item])
+            except redis.RedisError as exc:
+                _log_dropped([item], "send after close failed", exc)
 
-    def _take_pending(self) -> list[CommitRequest | ReleaseRequest]:
+    @contextlib.contextmanager
+    def _taken(self) -> Iterator[list[_Pending]]:
+        """Takes up to ``max_batch`` queued items to send; flush() waits for them until the block ends."""
         with self._lock:
-            return [self._pending.popleft() for _ in range(min(len(self._pending), self._max_batch))]
+            items = [self._pending.popleft() for _ in range(min(len(self._pending), self._max_batch))]
+            self._in_flight += len(items)
+        try:
+            yield items
+        finally:
+            with self._lock:
+                self._in_flight -= len(items)
+                self._settled.notify_all()
 
-    def _requeue(self, items: list[CommitRequest | ReleaseRequest]) -> None:
+    def _requeue(self, items: list[_Pending]) -> None:
         with self._lock:
             self._pending.extendleft(reversed(items))
 
@@ -315,6 +389,55 @@ class RedisStore(Store):
                 if backoff == self._flush_interval_s:
                     _log.warning("store_error", op="flush", error=str(exc), pending=self.pending)
                 backoff = min(backoff * 2, 2.0)
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: the flusher thread did not survive the fork, the lock may have been held by a
+        parent thread at that moment, and the queued items are the parent's, which sends them."""
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._settled = threading.Condition(self._lock)
+        self._pending = deque()
+        self._in_flight = 0
+        self._flusher = None  # started again by the child's first deferred item
+
+
+_live: weakref.WeakSet[RedisStore] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for store in list(_live):
+        store._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _may_succeed_later(exc: redis.RedisError) -> bool:
+    """False when Redis rejected what was sent (a key of the wrong type, a script error): resending fails again."""
+    if not isinstance(exc, redis.ResponseError) or isinstance(exc, _SERVER_STATE_ERRORS):
+        return True
+    return str(exc).startswith("BUSY")  # a long script on the server: it ends
+
+
+def _describe(item: _Pending) -> dict[str, Any]:
+    """Enough to restore a lost item by hand from the log."""
+    described: dict[str, Any] = {"call_id": item.call_id, "targets": [t.key for t in item.targets]}
+    if isinstance(item, CommitRequest):
+        described["amount"] = item.amount.nonzero()
+    else:
+        described["release"] = True
+    return described
+
+
+def _log_dropped(items: Sequence[_Pending], reason: str, exc: Exception | None = None) -> None:
+    if items:
+        _log.error(
+            "commit_dropped",
+            reason=reason,
+            error=None if exc is None else str(exc),
+            count=len(items),
+            calls=[_describe(item) for item in items],
+        )
 
 
 def _store_error(op: str, exc: redis.RedisError) -> StoreError:

@@ -15,6 +15,7 @@ from guardian.store import (
     ChargeMode,
     CommitRequest,
     KillCheck,
+    MemoryStore,
     ReleaseRequest,
     ReserveRequest,
     ReserveResult,
@@ -128,6 +129,15 @@ def test_holds_expire_so_a_crashed_process_leaks_nothing(store: Store, keys: Key
     assert state(store, t, now=NOW + 31).reserved.total_tokens == 100
 
 
+def test_an_expired_hold_swept_during_a_refused_request_is_released_for_good(store: Store, keys: KeyBuilder) -> None:
+    """An expired hold swept while another target refuses the request stops counting, then and afterwards."""
+    big, small = target(keys, "swept", total_tokens=1000), target(keys, "small", total_tokens=100)
+    assert reserve(store, [big], call(500), ttl_s=10).ok
+    assert not reserve(store, [big, small], call(200), now=NOW + 60).ok
+    assert reserve(store, [big], call(600), now=NOW + 62).ok
+    assert state(store, big, now=NOW + 62).reserved.total_tokens == 600
+
+
 def test_commit_after_the_hold_expired_still_charges(store: Store, keys: KeyBuilder) -> None:
     """A slow call whose hold expired is still charged when it finishes: spend is reality."""
     t = target(keys, "late", total_tokens=1000)
@@ -227,3 +237,19 @@ def test_zero_limit_refuses_everything(store: Store, keys: KeyBuilder, limit: in
     """A limit of zero is a closed budget, not 'no limit'."""
     t = target(keys, "zero", llm_calls=limit)
     assert not reserve(store, [t], call(1)).ok
+
+
+def test_retired_buckets_go_after_their_grace_without_losing_live_ones(store: Store, keys: KeyBuilder) -> None:
+    """retire() may shorten a finished run's bucket life; it never changes what a live bucket holds."""
+    done, live = target(keys, "done", total_tokens=100), target(keys, "live", total_tokens=100)
+    assert reserve(store, [done, live], call(10), call_id="r").ok
+    commit(store, keys, [done, live], "r", call(10))
+    store.retire([done.key], NOW, 60)
+    assert state(store, live, now=NOW + 30).spent.total_tokens == 10
+    later = NOW + 3600  # past the grace: an in-process store dropped the bucket, a shared one may keep it
+    remaining = dict(store.scan(keys.bucket_pattern(), later))
+    assert live.key in remaining
+    if isinstance(store, MemoryStore):
+        assert done.key not in remaining
+    else:
+        assert remaining[done.key].spent.total_tokens == 10

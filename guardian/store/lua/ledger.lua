@@ -8,8 +8,10 @@
 -- Field 'refused' counts the requests this bucket refused.
 -- Packing keeps a reservation to a handful of redis.call()s per bucket, which is what a script costs.
 -- Expired holds are swept only when 'x' says one may have expired (a crashed process's leftovers).
+-- Every bucket is read before anything is written, so a key of the wrong type fails the whole batch with
+-- nothing applied (Redis does not roll a script back), and the caller can resend the items one by one.
 --
--- ARGV: now_ms, op count, then ops:
+-- ARGV: now_ms, nb {bucket_idx}*nb (every bucket the ops touch), op count, then ops:
 --   C call_id marker_idx marker_ttl_ms nb {bucket_idx ttl_ms}*nb a1..a6                  commit
 --   X call_id nb {bucket_idx}*nb                                                        release
 --   R call_id hold_ttl_ms mode nk {kill_idx}*nk nb {bucket_idx ttl_ms enforce l1..l6}*nb a1..a6
@@ -18,15 +20,28 @@
 -- where states = for each bucket s1..s6 r1..r6. Without an R op: {0}.
 
 local M = 6
-local now = tonumber(ARGV[1])
-local nops = tonumber(ARGV[2])
-local p = 3
+local p = 1
 
 local function nextarg()
   local v = ARGV[p]
   p = p + 1
   return v
 end
+
+local now = tonumber(nextarg())
+
+-- Packed counters of every bucket, read up front (false for a bucket that does not exist yet).
+local stored = {}
+for _ = 1, tonumber(nextarg()) do
+  local hk = KEYS[tonumber(nextarg())]
+  local packed = redis.pcall('HGET', hk, 'v')
+  if type(packed) == 'table' and packed.err then
+    return redis.error_reply(packed.err .. ' (guardian bucket ' .. hk .. ')')
+  end
+  stored[hk] = packed
+end
+
+local nops = tonumber(nextarg())
 
 -- Counters are packed as little-endian int64s with the struct library: parsing and formatting
 -- decimal strings cost ten times more than every redis.call() of a reservation together.
@@ -55,12 +70,27 @@ local loaded = {}
 local dirty = {}
 local order = {}
 
+-- Marks a loaded bucket for writing; ttl (ms) may be nil to keep the key's own.
+local function save(hk, ttl)
+  local previous = dirty[hk]
+  if previous == nil then
+    order[#order + 1] = hk
+    dirty[hk] = ttl or false
+  elseif ttl and (previous == false or ttl > previous) then
+    dirty[hk] = ttl
+  end
+end
+
 -- Loads a bucket's counters, sweeping expired holds when one may exist.
 local function load(hk)
   if loaded[hk] then
     return loaded[hk]
   end
-  local v = numbers(redis.call('HGET', hk, 'v'), 2 * M + 1)
+  local packed = stored[hk]
+  if packed == nil then -- not listed up front; read it now rather than take it for empty
+    packed = redis.call('HGET', hk, 'v')
+  end
+  local v = numbers(packed, 2 * M + 1)
   loaded[hk] = v
   local x = v[2 * M + 1]
   if x ~= 0 and x <= now then
@@ -81,19 +111,11 @@ local function load(hk)
       end
     end
     v[2 * M + 1] = earliest
+    -- The swept holds are gone from the hash: their counters must be written back whatever this request's
+    -- outcome (a refusal too), or they would stay reserved for good.
+    save(hk, nil)
   end
   return v
-end
-
--- Marks a loaded bucket for writing; ttl (ms) may be nil to keep the key's own.
-local function save(hk, ttl)
-  local previous = dirty[hk]
-  if previous == nil then
-    order[#order + 1] = hk
-    dirty[hk] = ttl or false
-  elseif ttl and (previous == false or ttl > previous) then
-    dirty[hk] = ttl
-  end
 end
 
 local function write_back()
