@@ -61,14 +61,24 @@ def per_call_us(fn: Callable[[], Any], calls: int, rounds: int = 5) -> float:
     return statistics.median(samples)
 
 
-def async_per_call_us(make: Callable[[], Any], calls: int, rounds: int = 5) -> float:
-    async def loop() -> float:
-        start = time.perf_counter()
-        for _ in range(calls):
-            await make()
-        return (time.perf_counter() - start) / calls * 1e6
+def async_interleaved(cases: dict[str, Callable[[], Any]], calls: int, rounds: int = 15) -> dict[str, float]:
+    """``interleaved`` for coroutines: median per-call time of each case, round-robin in one event loop."""
 
-    return statistics.median(asyncio.run(loop()) for _ in range(rounds))
+    async def measure() -> dict[str, float]:
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        per_round = max(1, calls // 5)
+        for make in cases.values():
+            for _ in range(50):
+                await make()
+        for _ in range(rounds):
+            for name, make in cases.items():
+                start = time.perf_counter()
+                for _ in range(per_round):
+                    await make()
+                samples[name].append((time.perf_counter() - start) / per_round * 1e6)
+        return {name: statistics.median(values) for name, values in samples.items()}
+
+    return asyncio.run(measure())
 
 
 def evalsha_us(client: redis.Redis, calls: int) -> float:
@@ -117,8 +127,11 @@ def bench_calls(url: str | None, calls: int) -> dict[str, float]:
             },
             calls,
         )
-        abare = async_per_call_us(lambda: m.ainvoke("hi"), calls)
-        amemory = async_per_call_us(lambda: m.ainvoke("hi", config={"callbacks": [handler]}), calls)
+        timed = async_interleaved(
+            {"bare": lambda: m.ainvoke("hi"), "memory": lambda: m.ainvoke("hi", config={"callbacks": [handler]})},
+            calls,
+        )
+        abare, amemory = timed["bare"], timed["memory"]
     bare = sync["bare"]
     results = {
         "bare_us": bare,
@@ -144,9 +157,11 @@ def bench_calls(url: str | None, calls: int) -> dict[str, float]:
             measured_calls = 15 * max(1, calls // 5) + 50
             results["redis_round_trips_per_call"] = (evalsha_calls(client) - before) / measured_calls
             results["redis_added_us"] = timed["redis"] - timed["bare"]
-            results["async_redis_added_us"] = (
-                async_per_call_us(lambda: m.ainvoke("hi", config={"callbacks": [handler]}), calls) - abare
+            timed = async_interleaved(
+                {"bare": lambda: m.ainvoke("hi"), "redis": lambda: m.ainvoke("hi", config={"callbacks": [handler]})},
+                calls,
             )
+            results["async_redis_added_us"] = timed["redis"] - timed["bare"]
         for key in client.scan_iter(match=prefix + "*", count=1000):
             client.delete(key)
         client.close()

@@ -10,6 +10,7 @@ the wrong type): that one is dropped and logged, so it cannot block every later 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import struct
 import threading
@@ -136,7 +137,8 @@ class RedisStore(Store):
                 "without decode_responses=True"
             )
         self.client = client
-        self._script = client.register_script(files("guardian.store").joinpath("lua/ledger.lua").read_text())
+        self._source = files("guardian.store").joinpath("lua/ledger.lua").read_text()
+        self._sha = hashlib.sha1(self._source.encode()).hexdigest()
         self._flush_interval_s = flush_interval_s
         self._max_batch = max_batch
         self._max_pending = max_pending
@@ -287,6 +289,16 @@ class RedisStore(Store):
             self.client.close()
 
     # -- internals ---------------------------------------------------------------------------------------
+
+    def _script(self, *, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        """EVALSHA of the ledger, loading it on NOSCRIPT. Not redis-py's ``Script``: its deprecation shim
+        inspects its own signature on every call, which costs as much as the round trip."""
+        command = ("EVALSHA", self._sha, len(keys), *keys, *args)
+        try:
+            return self.client.execute_command(*command)  # type: ignore[no-untyped-call]
+        except redis.exceptions.NoScriptError:
+            self.client.execute_command("SCRIPT", "LOAD", self._source)  # type: ignore[no-untyped-call]
+            return self.client.execute_command(*command)  # type: ignore[no-untyped-call]
 
     def _send(self, items: Sequence[_Pending], reservation: ReserveRequest | None = None) -> list[int]:
         """One script call: the items, then the reservation if any. Raises what redis-py raises."""
