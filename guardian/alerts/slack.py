@@ -281,12 +281,10 @@ def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
     return None
 
 
-class _ConnectionRetry(ConnectionErrorRetryHandler):
-    """Connection refused/reset before Slack saw the request: safe to resend."""
+class _InjectedSleep(RetryHandler):
+    """Backs off through an injected ``sleep`` (slack-sdk sleeps for real), so tests never wait."""
 
-    def __init__(self, max_retry_count: int, interval_calculator: RetryIntervalCalculator, sleep: Sleep) -> None:
-        super().__init__(max_retry_count=max_retry_count, interval_calculator=interval_calculator)
-        self.sleep = sleep
+    sleep: Sleep
 
     def prepare_for_next_attempt(
         self,
@@ -301,11 +299,21 @@ class _ConnectionRetry(ConnectionErrorRetryHandler):
         state.increment_current_attempt()
 
 
-class _ServerErrorRetry(ServerErrorRetryHandler):
+class _ConnectionRetry(_InjectedSleep, ConnectionErrorRetryHandler):
+    """Connection refused/reset before Slack saw the request: safe to resend."""
+
+    def __init__(self, max_retry_count: int, interval_calculator: RetryIntervalCalculator, sleep: Sleep) -> None:
+        ConnectionErrorRetryHandler.__init__(
+            self, max_retry_count=max_retry_count, interval_calculator=interval_calculator
+        )
+        self.sleep = sleep
+
+
+class _ServerErrorRetry(_InjectedSleep, ServerErrorRetryHandler):
     """Any 5xx (slack-sdk's own handler only covers 500 and 503)."""
 
     def __init__(self, max_retry_count: int, interval_calculator: RetryIntervalCalculator, sleep: Sleep) -> None:
-        super().__init__(max_retry_count=max_retry_count, interval_calculator=interval_calculator)
+        ServerErrorRetryHandler.__init__(self, max_retry_count=max_retry_count, interval_calculator=interval_calculator)
         self.sleep = sleep
 
     def _can_retry(
@@ -317,18 +325,6 @@ class _ServerErrorRetry(ServerErrorRetryHandler):
         error: Exception | None = None,
     ) -> bool:
         return response is not None and 500 <= response.status_code < 600
-
-    def prepare_for_next_attempt(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        state.next_attempt_requested = True
-        self.sleep(self.interval_calculator.calculate_sleep_duration(state.current_attempt))
-        state.increment_current_attempt()
 
 
 class _RateLimitRetry(RateLimitErrorRetryHandler):
