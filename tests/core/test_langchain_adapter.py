@@ -545,3 +545,26 @@ def test_an_internal_error_follows_the_fail_mode_and_leaks_nothing(
             assert model.calls == 1
     assert any(e["event"] == "guardian_internal_error" for e in logs)
     assert handler.active_runs == 0
+
+
+def test_langgraph_retry_policy_does_not_retry_a_halt(make_guardian: GuardianFactory) -> None:
+    """Halts are RuntimeErrors, which LangGraph's default RetryPolicy does not retry: no call is re-spent."""
+    from langgraph.types import RetryPolicy
+
+    guard = make_guardian(run_cap(llm_calls=1))
+    model = ScriptedChatModel(replies=["x"], cycle=True, max_tokens=5)
+    attempts = 0
+
+    def ask_twice(state: FanState) -> dict[str, Any]:
+        nonlocal attempts
+        attempts += 1
+        model.invoke("one")
+        model.invoke("two")  # refused: the run allows one call
+        return {"results": ["done"]}
+
+    graph = StateGraph(FanState)
+    graph.add_node("ask", ask_twice, retry_policy=RetryPolicy(max_attempts=3))
+    graph.add_edge(START, "ask")
+    with pytest.raises(BudgetExceeded):
+        graph.compile().invoke({"results": []}, config={"callbacks": [guard.callback()]})
+    assert attempts == 1 and model.calls == 1
