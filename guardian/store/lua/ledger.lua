@@ -128,9 +128,12 @@ local function write_back()
 end
 
 -- Removes a call's hold from the counters; returns its amounts (or nil).
-local function drop(hk, v, id)
+-- ``packed`` is the hold when the caller already read it (false: read it here).
+local function drop(hk, v, id, packed)
   local field = 'h:' .. id
-  local packed = redis.call('HGET', hk, field)
+  if packed == false then
+    packed = redis.call('HGET', hk, field)
+  end
   if not packed then
     return nil
   end
@@ -177,7 +180,7 @@ for _ = 1, nops do
     local first = redis.call('SET', marker, '1', 'NX', 'PX', marker_ttl)
     for _, bk in ipairs(buckets) do
       local v = load(bk[1])
-      drop(bk[1], v, id)
+      drop(bk[1], v, id, false)
       if first then
         for m = 1, M do
           v[m] = v[m] + a[m]
@@ -192,7 +195,7 @@ for _ = 1, nops do
       local hk = KEYS[tonumber(nextarg())]
       if redis.call('HEXISTS', hk, 'h:' .. id) == 1 then
         local v = load(hk)
-        drop(hk, v, id)
+        drop(hk, v, id, false)
         save(hk, nil)
       end
     end
@@ -201,11 +204,18 @@ for _ = 1, nops do
     local hold_ttl = tonumber(nextarg())
     local mode = tonumber(nextarg())
     local nk = tonumber(nextarg())
-    local killed = nil
+    local kill_keys = {}
     for k = 1, nk do
-      local kk = KEYS[tonumber(nextarg())]
-      if killed == nil and redis.call('EXISTS', kk) == 1 then
-        killed = k - 1
+      kill_keys[k] = KEYS[tonumber(nextarg())]
+    end
+    local killed = nil
+    -- One EXISTS for all flags; which one is set is only looked up when one is.
+    if nk > 0 and redis.call('EXISTS', unpack(kill_keys)) > 0 then
+      for k = 1, nk do
+        if redis.call('EXISTS', kill_keys[k]) == 1 then
+          killed = k - 1
+          break
+        end
       end
     end
     local nb = tonumber(nextarg())
@@ -223,17 +233,16 @@ for _ = 1, nops do
       return {1, killed}
     end
     local states = {}
+    local holds = {} -- each bucket's current hold of this call, read once (false: none)
     local refusal = nil
     for b, bk in ipairs(buckets) do
       local v = load(bk[1])
       states[b] = v
+      holds[b] = mode ~= 2 and redis.call('HGET', bk[1], 'h:' .. id) or nil
       if refusal == nil and bk[3] == 1 then
         local held = nil
-        if mode == 0 then
-          local packed = redis.call('HGET', bk[1], 'h:' .. id)
-          if packed then
-            held = numbers(packed, M + 1)
-          end
+        if mode == 0 and holds[b] then
+          held = numbers(holds[b], M + 1)
         end
         for m = 1, M do
           local limit = bk[4][m]
@@ -267,7 +276,7 @@ for _ = 1, nops do
           v[m] = v[m] + a[m]
         end
       else
-        local previous = drop(hk, v, id)
+        local previous = drop(hk, v, id, holds[b] or nil)
         local hold = {expiry}
         for m = 1, M do
           hold[m + 1] = a[m]
