@@ -567,4 +567,5 @@ def test_langgraph_retry_policy_does_not_retry_a_halt(make_guardian: GuardianFac
     graph.add_edge(START, "ask")
     with pytest.raises(BudgetExceeded):
         graph.compile().invoke({"results": []}, config={"callbacks": [guard.callback()]})
-    assert attempts == 1 and model.calls == 1
+    assert attempts == 1
+    assert model.calls == 1
