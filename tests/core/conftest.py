@@ -39,11 +39,14 @@ GuardianFactory = Callable[..., Guardian]
 def make_guardian(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[GuardianFactory]:
     """Builds a Guardian from a policy dict on the parametrized store; closes them all afterwards."""
     made: list[Guardian] = []
+    if request.param == "redis":
+        # Set up before this fixture's body, so the prefix's keys are deleted after the guardians have closed
+        # (closing flushes deferred commits, which would otherwise land after the cleanup).
+        url: str = request.getfixturevalue("redis_url")
+        prefix: str = request.getfixturevalue("key_prefix")
 
     def make(policy: dict[str, Any], **options: Any) -> Guardian:
         if request.param == "redis":
-            url: str = request.getfixturevalue("redis_url")
-            prefix: str = request.getfixturevalue("key_prefix")
             options.setdefault("store", RedisStore.from_url(url))
             options.setdefault("key_prefix", prefix)
         else:
