@@ -262,3 +262,28 @@ def test_a_forked_child_flushes_its_own_commits(redis_url: str, keys: KeyBuilder
     assert tokens(store, parent) == (3, 0)
     assert tokens(store, child) == (10, 0)
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "connection"),
+    [
+        ("redis://127.0.0.1:6379/0", "Connection"),
+        ("rediss://cache.internal:6380/0", "SSLConnection"),
+        ("unix:///run/redis/redis.sock?db=2", "UnixDomainSocketConnection"),
+    ],
+)
+def test_store_urls_pick_the_right_transport(url: str, connection: str) -> None:
+    """redis://, rediss:// (TLS) and unix:// URLs each build a client of the matching connection class."""
+    store = RedisStore.from_url(url)
+    try:
+        assert store.client.connection_pool.connection_class.__name__ == connection
+    finally:
+        store.close()
+
+
+def test_an_invalid_store_url_is_a_clear_error() -> None:
+    """A URL that is not a store URL raises StoreError naming it, not a raw redis-py error."""
+    from guardian.store import open_store
+
+    with pytest.raises(StoreError, match="unsupported store URL"):
+        open_store("postgres://nope")
