@@ -481,10 +481,6 @@ class Supervisor:
         key = self.keys.counter("loop_halts", run.identity.tenant, run.identity.agent, span.id)
         return Counter(key, (span.end or now) + WINDOW_GRACE_S - now)
 
-    def halt(self, run: RunState, halt: GuardianHalt) -> Decision:
-        """Trip a run from outside the budget logic (e.g. a loop detector)."""
-        return self._trip(run, halt)
-
     # -- internals -----------------------------------------------------------------------------------
 
     def _settle(self, run: RunState, call: CallState, usage: TokenUsage | None) -> Amounts:
