@@ -7,6 +7,7 @@ adapters translate framework callbacks into the calls below and act on the ``Dec
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
@@ -103,6 +104,15 @@ class _Bound:
     window: str
     window_end: float | None
 
+    def fields(self) -> dict[str, Any]:
+        """How events and halts name the bucket."""
+        return {
+            "budget": self.budget.name,
+            "scope": self.budget.scope,
+            "scope_key": self.scope_key,
+            "window": self.window,
+        }
+
 
 @dataclass(frozen=True)
 class _Plan:
@@ -137,9 +147,6 @@ class RunState:
     fields: dict[str, Any] = field(default_factory=dict)
     budget_names: tuple[str, ...] = ()
 
-    def log_fields(self) -> dict[str, Any]:
-        return self.fields
-
 
 class Supervisor:
     def __init__(
@@ -165,7 +172,6 @@ class Supervisor:
         self._outage_until = 0.0
         self._outage_lock = threading.Lock()
         self._alerted: set[str] = set()
-        self._budget_cache: dict[Identity, list[Budget]] = {}
         # Per identity: its buckets of non-run budgets (valid until the earliest window end), and its plan.
         self._shared_bound: dict[Identity, tuple[float, list[_Bound]]] = {}
         self._plans: dict[Identity, _Plan] = {}
@@ -192,7 +198,7 @@ class Supervisor:
         plan = self._plans.get(identity)
         if plan is not None:
             return plan
-        budgets = self._budgets_of(identity)
+        budgets = self.policy.budgets_for(identity)
         run_keys = []
         for budget in budgets:
             if budget.scope == "run":
@@ -230,7 +236,7 @@ class Supervisor:
             self.store.retire(run_keys, self.clock(), RETIRED_RUN_KEEP_S)
         self.log.info(
             "run_finished",
-            **run.log_fields(),
+            **run.fields,
             halted=type(run.halt).__name__ if run.halt else None,
             error=type(error).__name__ if error is not None and run.halt is None else None,
             **{f"spent_{k}": v for k, v in run.spent.nonzero().items()},
@@ -256,7 +262,7 @@ class Supervisor:
         if cost is None:
             if self._settings.unknown_model == "block":
                 halt = UnknownModel(provider=provider, model=model, run_id=run.run_id)
-                self.log.error("unknown_model", **run.log_fields(), provider=provider, model=model, action="block")
+                self.log.error("unknown_model", **run.fields, provider=provider, model=model, action="block")
                 return self._trip(run, halt)
             if (provider, model) not in self._warned_models:
                 self._warned_models.add((provider, model))
@@ -392,10 +398,9 @@ class Supervisor:
         if result is None:
             # fail_open skipped the store: queue the count like a model call's usage, so it lands later.
             marker = self.keys.call_marker(run.identity.tenant, call_id)
-            try:
-                self.store.commit(CommitRequest(call_id, run.targets, amount, now, marker))
-            except StoreError as exc:
-                self._note_outage(exc, "commit", run=run)
+            self._store_op(
+                "commit", self.store.commit, CommitRequest(call_id, run.targets, amount, now, marker), run=run
+            )
         else:
             self._after_reserve(run, bound, result, now)
         return PROCEED
@@ -443,7 +448,7 @@ class Supervisor:
             loop_cost_usd=cost,
             action=rule.action,
         )
-        self._store_op(lambda: self.store.count(self._loop_counter(run, now), 1, now=now), "count")
+        self._store_op("count", functools.partial(self.store.count, now=now), self._loop_counter(run, now), 1)
         if self.alerts is not None:
             self.alerts.submit(
                 Alert(
@@ -487,7 +492,7 @@ class Supervisor:
         now = self.clock()
         if usage is None:
             if call.reserved:
-                self._store_op(lambda: self.store.release(ReleaseRequest(call.call_id, call.targets, now)), "release")
+                self._store_op("release", self.store.release, ReleaseRequest(call.call_id, call.targets, now))
             return Amounts()
         cost = self.pricer.cost(call.provider, call.model, usage)
         actual = Amounts(
@@ -500,10 +505,7 @@ class Supervisor:
         marker = self.keys.call_marker(run.identity.tenant, call.call_id)
         request = CommitRequest(call.call_id, call.targets, actual, now, marker)
         # Committed even when the hold was skipped (fail_open): the store queues it until it is back.
-        try:
-            self.store.commit(request)
-        except StoreError as exc:
-            self._note_outage(exc, "commit", run=None)
+        self._store_op("commit", self.store.commit, request)
         with run.lock:
             run.spent = run.spent + actual
             run.call_costs.append((actual.total_tokens, actual.cost_usd))
@@ -540,11 +542,13 @@ class Supervisor:
             return self._refused(run, request, result, bound[result.refusal.target_index])
         return result
 
-    def _store_op(self, action: Callable[[], object], op: str) -> None:
+    def _store_op(self, op: str, action: Callable[..., object], *args: Any, run: RunState | None = None) -> None:
+        """A store write whose failure must not stop the agent: it is noted as an outage (and a deferred
+        commit stays queued in the store until it is back)."""
         try:
-            action()
+            action(*args)
         except StoreError as exc:
-            self._note_outage(exc, op, run=None)
+            self._note_outage(exc, op, run=run)
 
     def _store_failed(self, run: RunState, exc: StoreError, op: str) -> Decision | None:
         self._note_outage(exc, op, run=run)
@@ -572,7 +576,7 @@ class Supervisor:
                 consequence="calls pass uncounted until the store is back; usage is queued"
                 if self.fail_open
                 else "calls are refused until the store is back",
-                **(run.log_fields() if run else {}),
+                **(run.fields if run else {}),
             )
 
     def _store_ok(self) -> None:
@@ -584,24 +588,21 @@ class Supervisor:
 
     def _killed(self, run: RunState, check: KillCheck) -> Decision:
         halt = RunKilled(target=check.target, value=check.value, run_id=run.run_id)
-        self.log.warning("run_killed", **run.log_fields(), target=check.target, value=check.value)
+        self.log.warning("run_killed", **run.fields, target=check.target, value=check.value)
         return self._trip(run, halt)
 
     def _refused(self, run: RunState, request: ReserveRequest, result: ReserveResult, bound: _Bound) -> Decision:
         refusal = result.refusal
         assert refusal is not None
         details: dict[str, Any] = {
-            "budget": bound.budget.name,
-            "scope": bound.budget.scope,
-            "scope_key": bound.scope_key,
-            "window": bound.window,
+            **bound.fields(),
             "unit": refusal.metric,
             "limit": refusal.limit,
             "spent": refusal.current,
             "requested": refusal.requested,
         }
         halt = BudgetExceeded(**details, run_id=run.run_id)
-        self.log.warning("budget_exceeded", **run.log_fields(), **details, action="kill")
+        self.log.warning("budget_exceeded", **run.fields, **details, action="kill")
         state = result.states[refusal.target_index] if result.states else None
         self._alert("exceeded", run, bound, state, threshold=1.0, reason=str(halt), now=request.now)
         return self._trip(run, halt)
@@ -634,11 +635,8 @@ class Supervisor:
         limit = b.budget.limited()[metric]
         self.log.warning(
             "budget_exceeded",
-            **run.log_fields(),
-            budget=b.budget.name,
-            scope=b.budget.scope,
-            scope_key=b.scope_key,
-            window=b.window,
+            **run.fields,
+            **b.fields(),
             unit=metric,
             limit=limit,
             spent=state.spent.get(metric) + state.reserved.get(metric),
@@ -723,7 +721,7 @@ class Supervisor:
         cached = self._shared_bound.get(identity)
         if cached is not None and now < cached[0]:
             return cached
-        budgets = self._budgets_of(identity)
+        budgets = self._plan_of(identity).budgets
         bound = [self._bound(identity, "", b, now) for b in budgets if b.scope != "run"]
         until = min([now + TARGETS_REFRESH_S, *(b.window_end for b in bound if b.window_end is not None)])
         if len(self._shared_bound) > 10_000:
@@ -739,14 +737,6 @@ class Supervisor:
         expires = now + self._settings.run_ttl_s if span.end is None else span.end + WINDOW_GRACE_S
         target = Target(key, budget.limits, expires, budget.enforced)
         return _Bound(budget, target, scope_key, span.id, span.end)
-
-    def _budgets_of(self, identity: Identity) -> list[Budget]:
-        budgets = self._budget_cache.get(identity)
-        if budgets is None:
-            if len(self._budget_cache) > 10_000:
-                self._budget_cache.clear()
-            budgets = self._budget_cache[identity] = self.policy.budgets_for(identity)
-        return budgets
 
 
 _UTC = ZoneInfo("UTC")

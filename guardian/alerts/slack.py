@@ -504,17 +504,6 @@ def send_test_alert(config: AlertsConfig, *, clock: Callable[[], float] = time.t
         dedup_key=f"test:{uuid.uuid4().hex}",
         dedup_ttl_s=None,
         occurred_at=clock(),
-        run_id=None,
-        agent=None,
-        user=None,
-        tenant=None,
-        budget=None,
-        scope=None,
-        scope_key=None,
-        window=None,
-        threshold=None,
-        spent={},
-        limit={},
         reason="Sent from the Guardian CLI to check the Slack setup.",
     )
     answer = sink.post(alert)

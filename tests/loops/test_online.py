@@ -3,7 +3,6 @@ next model call is paid for. This is the wiring the Guardian adapter uses."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -11,12 +10,10 @@ from uuid import UUID
 
 import pytest
 from langchain.agents import create_agent
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.outputs import LLMResult
 from langchain_core.tools import tool
 
-from guardian.integrations.observe import ObservationTracker, tool_name
+from guardian.integrations.observe import TraceRecorder
 from guardian.loops import LoopDetector, LoopVerdict, Observation
 from guardian.testing import ScriptedChatModel
 
@@ -27,67 +24,26 @@ class LoopStop(RuntimeError):
         self.verdict = verdict
 
 
-class LoopGuard(BaseCallbackHandler):
-    """Forwards the callbacks ObservationTracker needs and refuses model calls after a verdict."""
-
-    raise_error = True
-    run_inline = True
+class LoopGuard(TraceRecorder):
+    """TraceRecorder's forwarding, feeding a detector instead of a list, and refusing model calls after
+    a verdict."""
 
     def __init__(self) -> None:
-        self.tracker = ObservationTracker()
+        super().__init__()
         self.detector = LoopDetector()
-        self.lock = threading.Lock()
 
-    def feed(self, obs: Observation | None) -> None:
-        if obs is not None:
-            with self.lock:
-                self.detector.observe(obs)
+    def _record(self, observation: Observation | None) -> None:
+        if observation is not None:
+            with self._lock:
+                self.detector.observe(observation)
 
     def on_chat_model_start(
         self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID, **kwargs: Any
     ) -> None:
-        with self.lock:
+        with self._lock:
             verdict = self.detector.verdict
         if verdict is not None:
             raise LoopStop(verdict)
-
-    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        self.feed(self.tracker.on_llm_end(response))
-
-    def on_chain_start(
-        self,
-        serialized: dict[str, Any],
-        inputs: dict[str, Any],
-        *,
-        run_id: UUID,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.tracker.on_chain_start(run_id, metadata, tags=tags or [], name=kwargs.get("name"))
-
-    def on_chain_end(self, outputs: dict[str, Any], *, run_id: UUID, **kwargs: Any) -> None:
-        self.feed(self.tracker.on_chain_end(run_id, outputs))
-
-    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self.tracker.on_chain_error(run_id)
-
-    def on_tool_start(
-        self,
-        serialized: dict[str, Any],
-        input_str: str,
-        *,
-        run_id: UUID,
-        inputs: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.tracker.on_tool_start(run_id, tool_name(serialized, kwargs.get("name")), input_str, inputs)
-
-    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self.feed(self.tracker.on_tool_end(run_id, output))
-
-    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self.feed(self.tracker.on_tool_error(run_id, error))
 
 
 @tool
