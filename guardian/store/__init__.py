@@ -1,7 +1,9 @@
 """Budget stores: ``MemoryStore`` (embedded default) and ``RedisStore`` (fleet-wide)."""
 
 from guardian.store.base import (
+    MAX_AMOUNT,
     NO_LIMIT,
+    SETTLED_TTL_S,
     BucketState,
     ChargeMode,
     CommitRequest,
@@ -9,6 +11,7 @@ from guardian.store.base import (
     KillCheck,
     Refusal,
     ReleaseRequest,
+    RenewRequest,
     ReserveRequest,
     ReserveResult,
     Store,
@@ -19,7 +22,9 @@ from guardian.store.memory import MemoryStore
 from guardian.store.redis import RedisStore
 
 __all__ = [
+    "MAX_AMOUNT",
     "NO_LIMIT",
+    "SETTLED_TTL_S",
     "BucketState",
     "ChargeMode",
     "CommitRequest",
@@ -29,6 +34,7 @@ __all__ = [
     "RedisStore",
     "Refusal",
     "ReleaseRequest",
+    "RenewRequest",
     "ReserveRequest",
     "ReserveResult",
     "Store",

@@ -17,7 +17,9 @@ from enum import IntEnum
 from guardian.amounts import Amounts
 
 __all__ = [
+    "MAX_AMOUNT",
     "NO_LIMIT",
+    "SETTLED_TTL_S",
     "BucketState",
     "ChargeMode",
     "CommitRequest",
@@ -25,6 +27,7 @@ __all__ = [
     "KillCheck",
     "Refusal",
     "ReleaseRequest",
+    "RenewRequest",
     "ReserveRequest",
     "ReserveResult",
     "Store",
@@ -32,12 +35,30 @@ __all__ = [
 ]
 
 NO_LIMIT = -1
+# The largest amount one request may carry. Redis' Lua counts in doubles, exact to 2**53: amounts are kept far
+# below that so that sums of many of them stay exact, and both stores refuse the same requests.
+MAX_AMOUNT = 2**48
+# How long a commit marker, a charge marker and the record of an expired hold's charge are kept: longer than any
+# retry of a queued commit (an outage of the store under fail_open), so a late commit is never counted twice.
+SETTLED_TTL_S = 6 * 3600.0
 
 
 class ChargeMode(IntEnum):
+    """Every mode is idempotent: a request sent twice (a retry after a lost reply) changes nothing more."""
+
     RESERVE = 0  # hold the amount until commit/release/expiry; replaces an earlier hold of the same id
-    EXTEND = 1  # add to an existing hold of the same id (a stream that outgrew its estimate)
-    CHARGE = 2  # add straight to spent, e.g. a tool call: nothing to settle later
+    EXTEND = 1  # raise a live hold of the same id to the amount, a total (a stream that outgrew its estimate)
+    CHARGE = 2  # add straight to spent, e.g. a tool call: nothing to settle later; once per marker_key
+
+
+def check_amount(amount: Amounts) -> tuple[int, ...]:
+    """The amount as a vector; ValueError if any part is negative or above ``MAX_AMOUNT`` (a caller's bug:
+    reported usage is clamped before it reaches a store)."""
+    vector = amount.as_vector()
+    for value in vector:
+        if not 0 <= value <= MAX_AMOUNT:
+            raise ValueError(f"ledger amounts must be between 0 and {MAX_AMOUNT}: got {amount}")
+    return vector
 
 
 @dataclass(slots=True)
@@ -71,6 +92,7 @@ class ReserveRequest:
     mode: ChargeMode = ChargeMode.RESERVE
     kill_checks: Sequence[KillCheck] = ()
     want_states: bool = True  # False: the caller needs no bucket states back (saves building them)
+    marker_key: str | None = None  # CHARGE: applied once per marker (kept SETTLED_TTL_S)
 
 
 @dataclass(slots=True)
@@ -85,7 +107,7 @@ class CommitRequest:
     amount: Amounts
     now: float
     marker_key: str
-    marker_ttl_s: float = 6 * 3600.0  # outlives any retry of a queued commit; one small key per call
+    marker_ttl_s: float = SETTLED_TTL_S  # outlives any retry of a queued commit; one small key per call
 
 
 @dataclass(slots=True)
@@ -93,6 +115,16 @@ class ReleaseRequest:
     call_id: str
     targets: Sequence[Target]
     now: float
+
+
+@dataclass(slots=True)
+class RenewRequest:
+    """Push the expiry of a live call's hold to ``now + ttl_s`` (a call still running must not lose it)."""
+
+    call_id: str
+    targets: Sequence[Target]
+    now: float
+    ttl_s: float
 
 
 @dataclass(slots=True)
@@ -134,7 +166,12 @@ class ReserveResult:
 
 
 class Store(abc.ABC):
-    """Atomic ledger operations. Implementations must be safe to share between threads."""
+    """Atomic ledger operations. Implementations must be safe to share between threads.
+
+    A hold that reaches its expiry unsettled is charged as spent, not released: its process may have died
+    after paying the provider (SIGKILL, a crash loop), and a released hold would let the fleet serve more calls
+    than the budget allows. What it charged is kept ``SETTLED_TTL_S``, so a late commit or release corrects it.
+    """
 
     @abc.abstractmethod
     def reserve(self, request: ReserveRequest) -> ReserveResult:
@@ -147,15 +184,23 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def release(self, request: ReleaseRequest) -> None:
-        """Drop a hold without charging anything."""
+        """Drop a hold without charging anything (or take back what its expiry charged)."""
+
+    @abc.abstractmethod
+    def renew(self, requests: Sequence[RenewRequest]) -> None:
+        """Push back the expiry of live holds; a hold that has already expired stays charged."""
 
     @abc.abstractmethod
     def flush(self) -> None:
         """Make every deferred commit durable; raise ``StoreError`` if that is impossible now."""
 
     @abc.abstractmethod
+    def sync(self, keys: Sequence[str], now: float) -> list[BucketState | None]:
+        """``flush()`` then ``read(keys)``, in one round trip where the store can: what a run does as it ends."""
+
+    @abc.abstractmethod
     def read(self, keys: Sequence[str], now: float) -> list[BucketState | None]:
-        """Current state of buckets (expired holds dropped); None for a bucket that does not exist."""
+        """Current state of buckets (expired holds charged); None for a bucket that does not exist."""
 
     @abc.abstractmethod
     def scan(self, pattern: str, now: float) -> Iterator[tuple[str, BucketState]]:

@@ -11,16 +11,19 @@ from fnmatch import fnmatchcase
 from guardian.amounts import METRICS, Amounts
 from guardian.store.base import (
     NO_LIMIT,
+    SETTLED_TTL_S,
     BucketState,
     ChargeMode,
     CommitRequest,
     Counter,
     Refusal,
     ReleaseRequest,
+    RenewRequest,
     ReserveRequest,
     ReserveResult,
     Store,
     Target,
+    check_amount,
 )
 
 __all__ = ["MemoryStore"]
@@ -28,6 +31,9 @@ __all__ = ["MemoryStore"]
 _N = len(METRICS)
 _INF = float("inf")
 MAX_MARKERS = 200_000  # commit retries arrive within seconds; the oldest markers go first
+# In one process a commit or charge is never re-sent after a lost reply (there is no wire): a duplicate can only
+# come at once, so its marker need not outlive the call by hours (100k short runs would keep 100k markers for 6 h).
+MEMORY_MARKER_TTL_S = 300.0
 
 
 @dataclass(slots=True)
@@ -35,16 +41,26 @@ class _Bucket:
     spent: list[int] = field(default_factory=lambda: [0] * _N)
     reserved: list[int] = field(default_factory=lambda: [0] * _N)
     holds: dict[str, tuple[float, list[int]]] = field(default_factory=dict)  # call id -> (expiry, amounts)
-    next_expiry: float = _INF  # no hold can have expired before this
+    settled: dict[str, tuple[float, list[int]]] = field(default_factory=dict)  # expired hold -> (until, charged)
+    next_expiry: float = _INF  # no hold or settled record can have expired before this
     expires_at: float = 0.0
     refused: int = 0
 
     def purge(self, now: float) -> None:
+        """Charge expired holds (as ledger.lua does, for the same reason) and forget old charge records."""
         if now < self.next_expiry:
             return
         for call_id in [cid for cid, (exp, _) in self.holds.items() if exp <= now]:
-            self.drop(call_id)
-        self.next_expiry = min((exp for exp, _ in self.holds.values()), default=_INF)
+            charged = self.drop(call_id)
+            assert charged is not None
+            self.charge(charged)
+            self.settled[call_id] = (now + SETTLED_TTL_S, charged)
+        for call_id in [cid for cid, (until, _) in self.settled.items() if until <= now]:
+            del self.settled[call_id]
+        self.next_expiry = min(
+            min((exp for exp, _ in self.holds.values()), default=_INF),
+            min((until for until, _ in self.settled.values()), default=_INF),
+        )
 
     def drop(self, call_id: str) -> list[int] | None:
         hold = self.holds.pop(call_id, None)
@@ -53,12 +69,18 @@ class _Bucket:
         self.reserved = [r - a for r, a in zip(self.reserved, hold[1], strict=True)]
         return hold[1]
 
+    def settle(self, call_id: str) -> None:
+        """Drop the call's hold, or take back what its expiry charged."""
+        if self.drop(call_id) is None and call_id in self.settled:
+            charged = self.settled.pop(call_id)[1]
+            self.spent = [s - a for s, a in zip(self.spent, charged, strict=True)]
+
     def hold(self, call_id: str, expiry: float, amounts: list[int]) -> None:
         self.holds[call_id] = (expiry, amounts)
         self.reserved = [r + a for r, a in zip(self.reserved, amounts, strict=True)]
         self.next_expiry = min(self.next_expiry, expiry)
 
-    def charge(self, amounts: tuple[int, ...]) -> None:
+    def charge(self, amounts: Sequence[int]) -> None:
         self.spent = [s + a for s, a in zip(self.spent, amounts, strict=True)]
 
     def state(self) -> BucketState:
@@ -77,8 +99,9 @@ class MemoryStore(Store):
         self._last_sweep = 0.0
 
     def reserve(self, request: ReserveRequest) -> ReserveResult:
-        amount = request.amount.as_vector()
+        amount = check_amount(request.amount)
         now = request.now
+        mode = request.mode
         with self._lock:
             self._sweep(now)
             if self._flags:
@@ -86,56 +109,85 @@ class MemoryStore(Store):
                     if self._flag_alive(check.key, now):
                         return ReserveResult(killed=check)
             buckets = [self._existing(t, now) for t in request.targets]
-            replacing = request.mode == ChargeMode.RESERVE
+            # A charge already applied (its reply was lost and the call sent again) is granted, not charged twice.
+            applied = request.marker_key is not None and self._marker_alive(request.marker_key, now)
             for index, (target, bucket) in enumerate(zip(request.targets, buckets, strict=True)):
-                if not target.enforce:
+                if not target.enforce or applied:
                     continue
-                held = bucket.holds.get(request.call_id) if replacing else None
-                refusal = _check(index, target, bucket, amount, held[1] if held else None)
+                held = bucket.holds.get(request.call_id) if mode != ChargeMode.CHARGE else None
+                if mode == ChargeMode.EXTEND and held is None:
+                    continue  # settled already: nothing will be held
+                refusal = _check(index, target, bucket, amount, held[1] if held else None, mode)
                 if refusal is not None:
                     if bucket.expires_at == 0.0:  # a first request refused still leaves its count behind
                         bucket.expires_at = target.expires_at
                         self._buckets[target.key] = bucket
                     bucket.refused += 1
                     return ReserveResult(refusal=refusal, states=[b.state() for b in buckets])
+            if request.marker_key is not None and not applied:
+                self._mark(request.marker_key, now, now + MEMORY_MARKER_TTL_S)
             expiry = now + request.ttl_s
             for target, bucket in zip(request.targets, buckets, strict=True):
                 if bucket.expires_at == 0.0:
                     self._buckets[target.key] = bucket
                 bucket.expires_at = max(bucket.expires_at, target.expires_at)
-                if request.mode == ChargeMode.CHARGE:
+                if applied:
+                    continue
+                if mode == ChargeMode.CHARGE:
                     bucket.charge(amount)
                     continue
                 previous = bucket.drop(request.call_id) if bucket.holds else None
-                hold = list(amount)
-                if request.mode == ChargeMode.EXTEND and previous is not None:
-                    hold = [a + b for a, b in zip(previous, amount, strict=True)]
-                bucket.hold(request.call_id, expiry, hold)
+                if mode == ChargeMode.EXTEND:
+                    if previous is None:
+                        continue  # the hold was settled (committed or expired): raising it would leak it
+                    bucket.hold(request.call_id, expiry, [max(a, b) for a, b in zip(previous, amount, strict=True)])
+                else:
+                    bucket.hold(request.call_id, expiry, list(amount))
             return ReserveResult(states=[b.state() for b in buckets] if request.want_states else ())
 
     def commit(self, request: CommitRequest) -> None:
-        amount = request.amount.as_vector()
+        amount = check_amount(request.amount)
         with self._lock:
             self._sweep(request.now)
-            first = self._mark(request.marker_key, request.now, request.now + request.marker_ttl_s)
+            marker_ttl = min(request.marker_ttl_s, MEMORY_MARKER_TTL_S)
+            first = self._mark(request.marker_key, request.now, request.now + marker_ttl)
             for target in request.targets:
                 bucket = self._buckets.get(target.key)
                 if bucket is None:
                     bucket = self._buckets[target.key] = _Bucket(expires_at=target.expires_at)
-                if bucket.holds:
-                    bucket.drop(request.call_id)
+                bucket.purge(request.now)
                 if first:
+                    bucket.settle(request.call_id)
                     bucket.charge(amount)
+                elif bucket.holds:
+                    bucket.drop(request.call_id)
 
     def release(self, request: ReleaseRequest) -> None:
         with self._lock:
             for target in request.targets:
                 bucket = self._buckets.get(target.key)
                 if bucket is not None:
-                    bucket.drop(request.call_id)
+                    bucket.purge(request.now)
+                    bucket.settle(request.call_id)
+
+    def renew(self, requests: Sequence[RenewRequest]) -> None:
+        with self._lock:
+            for request in requests:
+                expiry = request.now + request.ttl_s
+                for target in request.targets:
+                    bucket = self._buckets.get(target.key)
+                    if bucket is None:
+                        continue
+                    bucket.purge(request.now)  # a hold that already expired is charged, not revived
+                    hold = bucket.holds.get(request.call_id)
+                    if hold is not None and hold[0] < expiry:
+                        bucket.holds[request.call_id] = (expiry, hold[1])
 
     def flush(self) -> None:
         """Commits are applied at once; nothing is ever pending."""
+
+    def sync(self, keys: Sequence[str], now: float) -> list[BucketState | None]:
+        return self.read(keys, now)
 
     def retire(self, keys: Sequence[str], now: float, keep_s: float) -> None:
         with self._lock:
@@ -200,6 +252,10 @@ class MemoryStore(Store):
             self._markers.popitem(last=False)
         return previous is None or previous <= now
 
+    def _marker_alive(self, key: str, now: float) -> bool:
+        expiry = self._markers.get(key)
+        return expiry is not None and expiry > now
+
     def _flag_alive(self, key: str, now: float) -> bool:
         if key not in self._flags:
             return False
@@ -236,13 +292,23 @@ class MemoryStore(Store):
 
 
 def _check(
-    index: int, target: Target, bucket: _Bucket, amount: tuple[int, ...], replaced: list[int] | None
+    index: int,
+    target: Target,
+    bucket: _Bucket,
+    amount: tuple[int, ...],
+    held: list[int] | None,
+    mode: ChargeMode,
 ) -> Refusal | None:
+    """As ledger.lua judges: what the request adds to spent + reserved must fit every limit."""
     spent, reserved = bucket.spent, bucket.reserved
     for i, limit in enumerate(target.limits):
-        if limit == NO_LIMIT or amount[i] == 0:
+        want = amount[i]
+        if held is not None:
+            # The request replaces (reserve) or is raised to (extend) the hold this call already has.
+            want = want - held[i] if mode == ChargeMode.RESERVE else max(0, want - held[i])
+        if limit == NO_LIMIT or want <= 0:
             continue
-        current = spent[i] + reserved[i] - (replaced[i] if replaced else 0)
-        if current + amount[i] > limit:
-            return Refusal(index, METRICS[i], limit, current, amount[i])
+        current = spent[i] + reserved[i]
+        if current + want > limit:
+            return Refusal(index, METRICS[i], limit, current, want)
     return None

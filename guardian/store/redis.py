@@ -26,6 +26,7 @@ import structlog
 from guardian.amounts import METRICS, Amounts
 from guardian.errors import StoreError
 from guardian.store.base import (
+    SETTLED_TTL_S,
     BucketState,
     ChargeMode,
     CommitRequest,
@@ -33,10 +34,12 @@ from guardian.store.base import (
     KillCheck,
     Refusal,
     ReleaseRequest,
+    RenewRequest,
     ReserveRequest,
     ReserveResult,
     Store,
     Target,
+    check_amount,
 )
 
 __all__ = ["RedisStore"]
@@ -46,6 +49,7 @@ _COUNTERS = struct.Struct(f"<{2 * _N + 1}q")  # as ledger.lua packs them: spent,
 _HOLD = struct.Struct(f"<{_N + 1}q")  # expiry, amounts
 _log = structlog.get_logger("guardian")
 _Pending: TypeAlias = CommitRequest | ReleaseRequest
+_SETTLED_TTL_MS = int(SETTLED_TTL_S * 1000)
 
 # Answers about the server's state, not about what was sent: the items are kept and retried, as on a lost
 # connection. Any other ResponseError (a key of the wrong type, a script error) would come back on every resend.
@@ -95,7 +99,7 @@ class _Batch:
         self.ops += ["C", c.call_id, self.key(c.marker_key), _ms(c.marker_ttl_s), len(c.targets)]
         for t in c.targets:
             self.ops += [self.bucket(t.key), _ttl_ms(t, c.now)]
-        self.ops += list(c.amount.as_vector())
+        self.ops += c.amount.as_vector()
 
     def release(self, r: ReleaseRequest) -> None:
         self.count += 1
@@ -103,18 +107,31 @@ class _Batch:
         for t in r.targets:
             self.ops.append(self.bucket(t.key))
 
+    def renew(self, r: RenewRequest) -> None:
+        self.count += 1
+        self.ops += ["W", r.call_id, _ms(r.ttl_s), len(r.targets)]
+        for t in r.targets:
+            self.ops.append(self.bucket(t.key))
+
+    def states(self, keys: Sequence[str]) -> None:
+        self.count += 1
+        self.ops += ["S", len(keys)]
+        for key in keys:
+            self.ops.append(self.bucket(key))
+
     def reserve(self, r: ReserveRequest) -> None:
         self.count += 1
-        self.ops += ["R", r.call_id, _ms(r.ttl_s), int(r.mode), len(r.kill_checks)]
+        marker = 0 if r.marker_key is None else self.key(r.marker_key)
+        self.ops += ["R", r.call_id, _ms(r.ttl_s), int(r.mode), marker, len(r.kill_checks)]
         self.ops += [self.key(k.key) for k in r.kill_checks]
         self.ops.append(len(r.targets))
         for t in r.targets:
             self.ops += [self.bucket(t.key), _ttl_ms(t, r.now), int(t.enforce)]
-            self.ops += list(t.limits)
-        self.ops += list(r.amount.as_vector())
+            self.ops += t.limits
+        self.ops += r.amount.as_vector()
 
     def argv(self) -> list[str | int]:
-        return [_ms(self.now), len(self._buckets), *self._buckets, self.count, *self.ops]
+        return [_ms(self.now), _SETTLED_TTL_MS, len(self._buckets), *self._buckets, self.count, *self.ops]
 
 
 class RedisStore(Store):
@@ -169,6 +186,7 @@ class RedisStore(Store):
     # -- ledger ------------------------------------------------------------------------------------------
 
     def reserve(self, request: ReserveRequest) -> ReserveResult:
+        check_amount(request.amount)
         with self._taken() as carried:
             return self._reserve(request, carried)
 
@@ -188,6 +206,7 @@ class RedisStore(Store):
             carried = []
 
     def commit(self, request: CommitRequest) -> None:
+        check_amount(request.amount)  # here, not when the queue is sent: the caller's bug must reach the caller
         self._defer(request)
 
     def release(self, request: ReleaseRequest) -> None:
@@ -205,6 +224,35 @@ class RedisStore(Store):
                     self._settled.wait()
                 if not self._pending:
                     return
+
+    def sync(self, keys: Sequence[str], now: float) -> list[BucketState | None]:
+        """The queued items and the state reads in one script call (more only if the queue is long)."""
+        if not keys:
+            self.flush()
+            return []
+        with self._taken() as carried:
+            try:
+                reply = self._send(carried, now=now, read_keys=keys)
+            except redis.RedisError as exc:
+                if carried and not _may_succeed_later(exc):
+                    self._settle(carried)  # drops only what Redis rejects, then reads below
+                    return self.sync(keys, now)
+                self._requeue(carried)
+                raise _store_error("sync", exc) from exc
+        if self.pending:
+            self.flush()  # a queue longer than one batch: rare, and the states above may predate its rest
+            return self.read(keys, now)
+        return _read_states(reply[1:], len(keys))
+
+    def renew(self, requests: Sequence[RenewRequest]) -> None:
+        for start in range(0, len(requests), self._max_batch):
+            batch = _Batch(requests[0].now)
+            for request in requests[start : start + self._max_batch]:
+                batch.renew(request)
+            try:
+                self._script(keys=batch.keys, args=batch.argv())
+            except redis.RedisError as exc:
+                raise _store_error("renew", exc) from exc
 
     @property
     def pending(self) -> int:
@@ -300,9 +348,19 @@ class RedisStore(Store):
             self.client.execute_command("SCRIPT", "LOAD", self._source)  # type: ignore[no-untyped-call]
             return self.client.execute_command(*command)  # type: ignore[no-untyped-call]
 
-    def _send(self, items: Sequence[_Pending], reservation: ReserveRequest | None = None) -> list[int]:
-        """One script call: the items, then the reservation if any. Raises what redis-py raises."""
-        batch = _Batch(reservation.now if reservation else max(item.now for item in items))
+    def _send(
+        self,
+        items: Sequence[_Pending],
+        reservation: ReserveRequest | None = None,
+        *,
+        now: float | None = None,
+        read_keys: Sequence[str] = (),
+    ) -> list[int]:
+        """One script call: the items, then the reservation or the state reads if any. Raises what redis-py
+        raises."""
+        if reservation is not None:
+            now = reservation.now
+        batch = _Batch(now if now is not None else max(item.now for item in items))
         for item in items:
             if isinstance(item, CommitRequest):
                 batch.commit(item)
@@ -310,6 +368,8 @@ class RedisStore(Store):
                 batch.release(item)
         if reservation is not None:
             batch.reserve(reservation)
+        elif read_keys:
+            batch.states(read_keys)
         reply = self._script(keys=batch.keys, args=batch.argv())
         if not isinstance(reply, list):
             raise redis.ResponseError(f"guardian ledger: unexpected reply {reply!r}")
@@ -464,6 +524,18 @@ def _states(values: list[int], count: int) -> list[BucketState]:
     return out
 
 
+def _read_states(values: list[int], count: int) -> list[BucketState | None]:
+    """The S op's reply: per bucket, whether it exists, its refusals, then its counters."""
+    out: list[BucketState | None] = []
+    width = 2 + 2 * _N
+    for b in range(count):
+        chunk = values[b * width : (b + 1) * width]
+        counters = chunk[2:]
+        state = BucketState(Amounts.from_vector(counters[:_N]), Amounts.from_vector(counters[_N:]), chunk[1])
+        out.append(state if chunk[0] else None)
+    return out
+
+
 def _parse_reserve(reply: list[int], request: ReserveRequest) -> ReserveResult:
     status = reply[0]
     if status == 0:
@@ -481,7 +553,7 @@ def _parse_reserve(reply: list[int], request: ReserveRequest) -> ReserveResult:
 
 
 def _bucket_state(fields: dict[bytes, bytes], now_ms: int) -> BucketState | None:
-    """Decode a bucket hash (see ledger.lua), leaving out holds that have expired."""
+    """Decode a bucket hash (see ledger.lua), counting holds that have expired as charged, as the script will."""
     if not fields:
         return None
     packed = fields.get(b"v")
@@ -492,4 +564,5 @@ def _bucket_state(fields: dict[bytes, bytes], now_ms: int) -> BucketState | None
             expiry, *amounts = _HOLD.unpack(hold)
             if expiry <= now_ms:
                 reserved = [r - a for r, a in zip(reserved, amounts, strict=True)]
+                spent = [s + a for s, a in zip(spent, amounts, strict=True)]
     return BucketState(Amounts(*spent), Amounts(*reserved), int(fields.get(b"refused", 0)))

@@ -17,6 +17,7 @@ from guardian.store import (
     KillCheck,
     MemoryStore,
     ReleaseRequest,
+    RenewRequest,
     ReserveRequest,
     ReserveResult,
     Store,
@@ -120,31 +121,76 @@ def test_release_drops_the_hold_without_charging(store: Store, keys: KeyBuilder)
     assert reserve(store, [t], call(100)).ok
 
 
-def test_holds_expire_so_a_crashed_process_leaks_nothing(store: Store, keys: KeyBuilder) -> None:
-    """A reservation never settled stops counting once its TTL has passed."""
+def test_an_expired_hold_is_charged_so_a_crashed_process_never_overspends(store: Store, keys: KeyBuilder) -> None:
+    """A hold never settled (its process died after the provider call) is charged at its TTL, not released:
+    the held amount stops being reserved and becomes spent, so no other call can be granted that room."""
     t = target(keys, "ttl", total_tokens=100)
     assert reserve(store, [t], call(100), ttl_s=30).ok
     assert not reserve(store, [t], call(1), now=NOW + 29).ok
-    assert reserve(store, [t], call(100), now=NOW + 31).ok
-    assert state(store, t, now=NOW + 31).reserved.total_tokens == 100
+    assert not reserve(store, [t], call(1), now=NOW + 31).ok
+    s = state(store, t, now=NOW + 31)
+    assert (s.spent.total_tokens, s.reserved.total_tokens, s.spent.llm_calls) == (100, 0, 1)
 
 
-def test_an_expired_hold_swept_during_a_refused_request_is_released_for_good(store: Store, keys: KeyBuilder) -> None:
-    """An expired hold swept while another target refuses the request stops counting, then and afterwards."""
+def test_an_expired_hold_swept_during_a_refused_request_is_charged_for_good(store: Store, keys: KeyBuilder) -> None:
+    """An expired hold swept while another target refuses the request is charged once, then and afterwards."""
     big, small = target(keys, "swept", total_tokens=1000), target(keys, "small", total_tokens=100)
     assert reserve(store, [big], call(500), ttl_s=10).ok
     assert not reserve(store, [big, small], call(200), now=NOW + 60).ok
-    assert reserve(store, [big], call(600), now=NOW + 62).ok
-    assert state(store, big, now=NOW + 62).reserved.total_tokens == 600
+    assert reserve(store, [big], call(400), now=NOW + 62).ok
+    s = state(store, big, now=NOW + 62)
+    assert (s.spent.total_tokens, s.reserved.total_tokens) == (500, 400)
+    assert not reserve(store, [big], call(101), now=NOW + 63).ok
 
 
-def test_commit_after_the_hold_expired_still_charges(store: Store, keys: KeyBuilder) -> None:
-    """A slow call whose hold expired is still charged when it finishes: spend is reality."""
+def test_commit_after_the_hold_expired_replaces_the_charge(store: Store, keys: KeyBuilder) -> None:
+    """A slow call whose hold expired (and was charged) is settled to what it really used when its commit
+    finally arrives: the expiry's charge is taken back, never counted beside the real usage."""
     t = target(keys, "late", total_tokens=1000)
     assert reserve(store, [t], call(100), call_id="slow", ttl_s=5).ok
+    assert state(store, t, now=NOW + 30).spent.total_tokens == 100
     commit(store, keys, [t], "slow", call(90), now=NOW + 60)
     s = state(store, t, now=NOW + 60)
-    assert (s.spent.total_tokens, s.reserved.total_tokens) == (90, 0)
+    assert (s.spent.total_tokens, s.spent.llm_calls, s.reserved.total_tokens) == (90, 1, 0)
+    commit(store, keys, [t], "slow", call(90), now=NOW + 61)  # delivered twice
+    assert state(store, t, now=NOW + 61).spent.total_tokens == 90
+
+
+def test_release_after_the_hold_expired_takes_the_charge_back(store: Store, keys: KeyBuilder) -> None:
+    """A call that failed before using anything, but whose release came after its hold expired, costs nothing."""
+    t = target(keys, "late-release", total_tokens=1000)
+    assert reserve(store, [t], call(100), call_id="failed", ttl_s=5).ok
+    assert state(store, t, now=NOW + 30).spent.total_tokens == 100
+    store.release(ReleaseRequest("failed", [t], NOW + 40))
+    store.flush()
+    s = state(store, t, now=NOW + 40)
+    assert (s.spent.total_tokens, s.reserved.total_tokens) == (0, 0)
+
+
+def test_renewing_keeps_a_live_calls_hold(store: Store, keys: KeyBuilder) -> None:
+    """A long call's hold, renewed before it expires, still counts past its first TTL; once the renewals stop,
+    it expires and is charged."""
+    t = target(keys, "renew", total_tokens=100)
+    assert reserve(store, [t], call(100), call_id="long", ttl_s=2).ok
+    store.renew([RenewRequest("long", [t], NOW + 1.5, 2)])
+    assert not reserve(store, [t], call(1), now=NOW + 3).ok
+    s = state(store, t, now=NOW + 3)
+    assert (s.spent.total_tokens, s.reserved.total_tokens) == (0, 100)
+    commit(store, keys, [t], "long", call(60), now=NOW + 3)
+    assert state(store, t, now=NOW + 3).spent.total_tokens == 60
+
+
+def test_renewing_an_expired_or_settled_hold_changes_nothing(store: Store, keys: KeyBuilder) -> None:
+    """A renewal that comes too late leaves the expired hold charged; one for a settled call holds nothing."""
+    t = target(keys, "renew-late", total_tokens=1000)
+    assert reserve(store, [t], call(100), call_id="gone", ttl_s=2).ok
+    store.renew([RenewRequest("gone", [t], NOW + 5, 600)])
+    s = state(store, t, now=NOW + 5)
+    assert (s.spent.total_tokens, s.reserved.total_tokens) == (100, 0)
+    assert reserve(store, [t], call(100), call_id="done").ok
+    commit(store, keys, [t], "done", call(50))
+    store.renew([RenewRequest("done", [t], NOW + 6, 600)])
+    assert state(store, t, now=NOW + 6).reserved.total_tokens == 0
 
 
 def test_reserving_the_same_call_again_replaces_its_hold(store: Store, keys: KeyBuilder) -> None:
@@ -155,18 +201,37 @@ def test_reserving_the_same_call_again_replaces_its_hold(store: Store, keys: Key
     assert state(store, t).reserved.total_tokens == 90
 
 
-def test_extend_grows_a_hold_until_the_limit(store: Store, keys: KeyBuilder) -> None:
-    """A stream that outgrows its estimate extends its hold; the extension is refused past the limit."""
+def test_extend_raises_a_hold_until_the_limit(store: Store, keys: KeyBuilder) -> None:
+    """A stream that outgrows its estimate raises its hold to a new total; past the limit it is refused."""
     t = target(keys, "ext", total_tokens=100)
     assert reserve(store, [t], call(50), call_id="s").ok
-    extra = Amounts(total_tokens=40)
-    assert reserve(store, [t], extra, call_id="s", mode=ChargeMode.EXTEND).ok
+    assert reserve(store, [t], Amounts(total_tokens=90), call_id="s", mode=ChargeMode.EXTEND).ok
     assert state(store, t).reserved.total_tokens == 90
-    refused = reserve(store, [t], Amounts(total_tokens=20), call_id="s", mode=ChargeMode.EXTEND)
+    refused = reserve(store, [t], Amounts(total_tokens=110), call_id="s", mode=ChargeMode.EXTEND)
     assert refused.refusal is not None
-    assert refused.refusal.current == 90
+    assert (refused.refusal.current, refused.refusal.requested) == (90, 20)
     commit(store, keys, [t], "s", call(85))
     assert state(store, t).reserved == Amounts()
+
+
+def test_an_extension_sent_twice_holds_once(store: Store, keys: KeyBuilder) -> None:
+    """An extension re-sent after a lost reply raises the hold to the same total: nothing is added twice."""
+    t = target(keys, "ext-dup", total_tokens=1000)
+    assert reserve(store, [t], call(50), call_id="s").ok
+    raised = Amounts(total_tokens=300, llm_calls=1)
+    assert reserve(store, [t], raised, call_id="s", mode=ChargeMode.EXTEND).ok
+    assert reserve(store, [t], raised, call_id="s", mode=ChargeMode.EXTEND).ok
+    assert state(store, t).reserved.total_tokens == 300
+
+
+def test_an_extension_after_the_commit_holds_nothing(store: Store, keys: KeyBuilder) -> None:
+    """An extension arriving after its call was settled must not create a hold nobody will release."""
+    t = target(keys, "ext-late", total_tokens=1000)
+    assert reserve(store, [t], call(50), call_id="s").ok
+    commit(store, keys, [t], "s", call(40))
+    assert reserve(store, [t], Amounts(total_tokens=300), call_id="s", mode=ChargeMode.EXTEND).ok
+    s = state(store, t)
+    assert (s.spent.total_tokens, s.reserved.total_tokens) == (40, 0)
 
 
 def test_charge_adds_to_spent_directly_and_respects_limits(store: Store, keys: KeyBuilder) -> None:
@@ -178,6 +243,43 @@ def test_charge_adds_to_spent_directly_and_respects_limits(store: Store, keys: K
     assert not reserve(store, [t], one, mode=ChargeMode.CHARGE).ok
     s = state(store, t)
     assert (s.spent.tool_calls, s.reserved.tool_calls) == (2, 0)
+
+
+def test_a_charge_sent_twice_counts_once(store: Store, keys: KeyBuilder) -> None:
+    """A tool charge re-sent after a lost reply (same marker) is granted again but charged once, and the commit
+    that fail_open queues for the same call finds it already counted."""
+    t = target(keys, "tool-dup", tool_calls=10)
+    one = Amounts(tool_calls=1)
+    marker = keys.call_marker("acme", "tool-1")
+    request = ReserveRequest("tool-1", [t], one, NOW, mode=ChargeMode.CHARGE, marker_key=marker)
+    assert store.reserve(request).ok
+    assert store.reserve(request).ok
+    store.commit(CommitRequest("tool-1", [t], one, NOW, marker))
+    store.flush()
+    assert state(store, t).spent.tool_calls == 1
+
+
+def test_amounts_out_of_range_are_refused_alike(store: Store, keys: KeyBuilder) -> None:
+    """A negative or huge amount is a caller's bug: both stores raise ValueError and change nothing."""
+    t = target(keys, "range", total_tokens=100)
+    for bad in (Amounts(total_tokens=-5), Amounts(input_tokens=2**63 + 5)):
+        with pytest.raises(ValueError, match="between 0 and"):
+            reserve(store, [t], bad)
+        with pytest.raises(ValueError, match="between 0 and"):
+            store.commit(CommitRequest("x", [t], bad, NOW, keys.call_marker("acme", "x")))
+    assert store.read([t.key], NOW) == [None]
+
+
+def test_sync_makes_commits_durable_and_reads_in_one_step(store: Store, keys: KeyBuilder) -> None:
+    """sync() returns the buckets' states with every deferred commit applied; None for a missing bucket."""
+    t = target(keys, "sync", total_tokens=1000)
+    assert reserve(store, [t], call(100), call_id="c").ok
+    store.commit(CommitRequest("c", [t], call(70), NOW, keys.call_marker("acme", "c")))
+    missing = target(keys, "never-used", total_tokens=5)
+    got, none = store.sync([t.key, missing.key], NOW)
+    assert none is None
+    assert got is not None
+    assert (got.spent.total_tokens, got.reserved.total_tokens) == (70, 0)
 
 
 def test_kill_flag_refuses_before_any_charge(store: Store, keys: KeyBuilder) -> None:

@@ -1,23 +1,37 @@
--- Guardian ledger: one atomic batch of commits/releases and at most one reservation.
+-- Guardian ledger: one atomic batch of commits, releases, renewals and state reads, and at most one reservation.
 --
 -- Every key is passed in KEYS; ARGV refers to them by 1-based index, so a batch that
 -- stays within one tenant's hash tag runs on one Redis Cluster slot.
 --
 -- A bucket is one hash. Field 'v' packs its counters (int64s): s1..s6 (spent), r1..r6 (reserved), x (the
--- earliest expiry of a live hold, ms; 0 when none). Field 'h:<call id>' packs a hold: expiry, a1..a6.
+-- earliest expiry, ms, of a hold or a settled-hold record; 0 when none). Field 'h:<call id>' packs a hold:
+-- expiry, a1..a6. Field 'e:<call id>' packs what an expired hold was charged: until, a1..a6.
 -- Field 'refused' counts the requests this bucket refused.
+--
+-- A hold that expires is CHARGED, not released: a process that died after its provider call (SIGKILL, a
+-- crash loop) never reports usage, and releasing its hold would let the fleet serve more calls than the
+-- budget. The charge is remembered in 'e:<id>' for a while, so that a commit or release arriving late (a
+-- process that was only cut off) settles the difference instead of counting the call twice.
+--
 -- Packing keeps a reservation to a handful of redis.call()s per bucket, which is what a script costs.
 -- Expired holds are swept only when 'x' says one may have expired (a crashed process's leftovers).
 -- Every bucket is read before anything is written, so a key of the wrong type fails the whole batch with
 -- nothing applied (Redis does not roll a script back), and the caller can resend the items one by one.
 --
--- ARGV: now_ms, nb {bucket_idx}*nb (every bucket the ops touch), op count, then ops:
+-- Every op is idempotent, so a batch re-sent after a lost reply (the client's own retry, or ours) never
+-- charges twice: commits and charges through a call marker, a reservation replaces its own hold, an extension
+-- raises a hold to a total (never adds to it), releases and renewals find nothing the second time.
+--
+-- ARGV: now_ms, settled_ttl_ms, nb {bucket_idx}*nb (every bucket the ops touch), op count, then ops:
 --   C call_id marker_idx marker_ttl_ms nb {bucket_idx ttl_ms}*nb a1..a6                  commit
 --   X call_id nb {bucket_idx}*nb                                                        release
---   R call_id hold_ttl_ms mode nk {kill_idx}*nk nb {bucket_idx ttl_ms enforce l1..l6}*nb a1..a6
---      mode 0 reserve (replace hold), 1 extend hold, 2 charge spent directly
+--   W call_id hold_ttl_ms nb {bucket_idx}*nb                                            renew a live hold
+--   S nb {bucket_idx}*nb                                                                read states
+--   R call_id hold_ttl_ms mode marker_idx nk {kill_idx}*nk nb {bucket_idx ttl_ms enforce l1..l6}*nb a1..a6
+--      mode 0 reserve (replace hold), 1 extend (raise the hold to a1..a6), 2 charge spent directly, once per
+--      marker (marker_idx 0: none)
 -- Returns for the R op: {0, states...} | {1, kill_pos} | {2, bucket_pos, metric_pos, limit, current, requested, states...}
--- where states = for each bucket s1..s6 r1..r6. Without an R op: {0}.
+-- where states = for each bucket s1..s6 r1..r6. Without an R op: {0, {exists refused s1..s6 r1..r6} per S bucket}.
 
 local M = 6
 local p = 1
@@ -29,6 +43,7 @@ local function nextarg()
 end
 
 local now = tonumber(nextarg())
+local settled_ttl = tonumber(nextarg())
 
 -- Packed counters of every bucket, read up front (false for a bucket that does not exist yet).
 local stored = {}
@@ -81,7 +96,14 @@ local function save(hk, ttl)
   end
 end
 
--- Loads a bucket's counters, sweeping expired holds when one may exist.
+local function earlier(a, b)
+  if a == 0 or (b ~= 0 and b < a) then
+    return b
+  end
+  return a
+end
+
+-- Loads a bucket's counters, charging expired holds and forgetting expired charge records when one may exist.
 local function load(hk)
   if loaded[hk] then
     return loaded[hk]
@@ -98,15 +120,23 @@ local function load(hk)
     local earliest = 0
     for i = 1, #all, 2 do
       local field = all[i]
-      if string.sub(field, 1, 2) == 'h:' then
-        local hold = numbers(all[i + 1], M + 1)
-        if hold[1] <= now then
+      local kind = string.sub(field, 1, 2)
+      if kind == 'h:' or kind == 'e:' then
+        local record = numbers(all[i + 1], M + 1)
+        if record[1] > now then
+          earliest = earlier(earliest, record[1])
+        elseif kind == 'h:' then
+          local settled = {now + settled_ttl}
           for m = 1, M do
-            v[M + m] = v[M + m] - hold[m + 1]
+            v[M + m] = v[M + m] - record[m + 1]
+            v[m] = v[m] + record[m + 1]
+            settled[m + 1] = record[m + 1]
           end
           redis.call('HDEL', hk, field)
-        elseif earliest == 0 or hold[1] < earliest then
-          earliest = hold[1]
+          redis.call('HSET', hk, 'e:' .. string.sub(field, 3), pack(settled, M + 1))
+          earliest = earlier(earliest, settled[1])
+        else
+          redis.call('HDEL', hk, field)
         end
       end
     end
@@ -127,26 +157,33 @@ local function write_back()
   end
 end
 
--- Removes a call's hold from the counters; returns its amounts (or nil).
--- ``packed`` is the hold when the caller already read it (false: read it here).
-local function drop(hk, v, id, packed)
-  local field = 'h:' .. id
+-- Removes a call's record of the given kind ('h' a hold, 'e' a charged expired hold) from the counters;
+-- returns its amounts (or nil). ``packed`` is the record when the caller already read it (false: read it here).
+local function drop(hk, v, kind, id, packed)
+  local field = kind .. ':' .. id
   if packed == false then
     packed = redis.call('HGET', hk, field)
   end
   if not packed then
     return nil
   end
-  local hold = numbers(packed, M + 1)
-  for m = 1, M do
-    v[M + m] = v[M + m] - hold[m + 1]
-  end
-  redis.call('HDEL', hk, field)
+  local record = numbers(packed, M + 1)
   local amounts = {}
   for m = 1, M do
-    amounts[m] = hold[m + 1]
+    amounts[m] = record[m + 1]
+    if kind == 'h' then
+      v[M + m] = v[M + m] - amounts[m]
+    else
+      v[m] = v[m] - amounts[m] -- the charge is taken back; the caller adds what the call really used
+    end
   end
+  redis.call('HDEL', hk, field)
   return amounts
+end
+
+-- Settles a call on one bucket: drops its hold, or takes back the charge of its expired hold.
+local function settle(hk, v, id)
+  return drop(hk, v, 'h', id, false) or drop(hk, v, 'e', id, false)
 end
 
 local function read_amounts()
@@ -180,11 +217,13 @@ for _ = 1, nops do
     local first = redis.call('SET', marker, '1', 'NX', 'PX', marker_ttl)
     for _, bk in ipairs(buckets) do
       local v = load(bk[1])
-      drop(bk[1], v, id, false)
       if first then
+        settle(bk[1], v, id)
         for m = 1, M do
           v[m] = v[m] + a[m]
         end
+      else
+        drop(bk[1], v, 'h', id, false) -- a duplicate: only a hold made again since is left to drop
       end
       save(bk[1], bk[2])
     end
@@ -193,16 +232,45 @@ for _ = 1, nops do
     local nb = tonumber(nextarg())
     for _ = 1, nb do
       local hk = KEYS[tonumber(nextarg())]
-      if redis.call('HEXISTS', hk, 'h:' .. id) == 1 then
+      if redis.call('HEXISTS', hk, 'h:' .. id) == 1 or redis.call('HEXISTS', hk, 'e:' .. id) == 1 then
         local v = load(hk)
-        drop(hk, v, id, false)
+        settle(hk, v, id)
         save(hk, nil)
       end
+    end
+  elseif op == 'W' then
+    local id = nextarg()
+    local expiry = now + tonumber(nextarg())
+    local nb = tonumber(nextarg())
+    for _ = 1, nb do
+      local hk = KEYS[tonumber(nextarg())]
+      local field = 'h:' .. id
+      if redis.call('HEXISTS', hk, field) == 1 then
+        load(hk) -- a hold that has already expired is charged here, not revived
+        local packed = redis.call('HGET', hk, field)
+        if packed then
+          local hold = numbers(packed, M + 1)
+          if expiry > hold[1] then
+            hold[1] = expiry -- 'x' may now be earlier than any expiry: that only costs an early sweep
+            redis.call('HSET', hk, field, pack(hold, M + 1))
+          end
+        end
+      end
+    end
+  elseif op == 'S' then
+    local nb = tonumber(nextarg())
+    for _ = 1, nb do
+      local hk = KEYS[tonumber(nextarg())]
+      local v = load(hk)
+      result[#result + 1] = (dirty[hk] ~= nil or redis.call('EXISTS', hk) == 1) and 1 or 0
+      result[#result + 1] = tonumber(redis.call('HGET', hk, 'refused') or 0)
+      append_state(result, v)
     end
   elseif op == 'R' then
     local id = nextarg()
     local hold_ttl = tonumber(nextarg())
     local mode = tonumber(nextarg())
+    local marker_idx = tonumber(nextarg())
     local nk = tonumber(nextarg())
     local kill_keys = {}
     for k = 1, nk do
@@ -232,24 +300,29 @@ for _ = 1, nops do
       write_back()
       return {1, killed}
     end
+    local marker = marker_idx > 0 and KEYS[marker_idx] or nil
+    -- A charge already applied (its reply was lost and the call sent again) is granted without a second charge.
+    local applied = marker ~= nil and redis.call('EXISTS', marker) == 1
     local states = {}
     local holds = {} -- each bucket's current hold of this call, read once (false: none)
     local refusal = nil
     for b, bk in ipairs(buckets) do
       local v = load(bk[1])
       states[b] = v
-      holds[b] = mode ~= 2 and redis.call('HGET', bk[1], 'h:' .. id) or nil
-      if refusal == nil and bk[3] == 1 then
-        local held = nil
-        if mode == 0 and holds[b] then
-          held = numbers(holds[b], M + 1)
-        end
+      holds[b] = mode ~= 2 and redis.call('HGET', bk[1], 'h:' .. id) or false
+      if refusal == nil and bk[3] == 1 and not applied and not (mode == 1 and not holds[b]) then
+        local held = holds[b] and numbers(holds[b], M + 1) or nil
         for m = 1, M do
           local limit = bk[4][m]
-          if limit >= 0 and a[m] > 0 then
-            local current = v[m] + v[M + m] - (held and held[m + 1] or 0)
-            if current + a[m] > limit then
-              refusal = {2, b - 1, m - 1, limit, current, a[m]}
+          local want = a[m]
+          if held then
+            -- The request replaces (reserve) or is raised to (extend) the hold this call already has.
+            want = mode == 0 and a[m] - held[m + 1] or math.max(0, a[m] - held[m + 1])
+          end
+          if limit >= 0 and want > 0 then
+            local current = v[m] + v[M + m]
+            if current + want > limit then
+              refusal = {2, b - 1, m - 1, limit, current, want}
               break
             end
           end
@@ -267,30 +340,35 @@ for _ = 1, nops do
       write_back()
       return refusal
     end
+    if marker ~= nil and not applied then
+      redis.call('SET', marker, '1', 'PX', settled_ttl)
+    end
     result = {0}
     local expiry = now + hold_ttl
     for b, bk in ipairs(buckets) do
       local hk, v = bk[1], states[b]
-      if mode == 2 then
+      -- Nothing to do for a charge sent again, or for an extension of a hold already settled (a commit or an
+      -- expiry came first): raising it would hold what nobody will release.
+      local skip = applied or (mode == 1 and not holds[b])
+      if not skip and mode == 2 then
         for m = 1, M do
           v[m] = v[m] + a[m]
         end
-      else
-        local previous = drop(hk, v, id, holds[b] or nil)
+        save(hk, bk[2])
+      elseif not skip then
+        local previous = drop(hk, v, 'h', id, holds[b])
         local hold = {expiry}
         for m = 1, M do
           hold[m + 1] = a[m]
-          if mode == 1 and previous then
-            hold[m + 1] = hold[m + 1] + previous[m]
+          if mode == 1 and previous and previous[m] > a[m] then
+            hold[m + 1] = previous[m]
           end
           v[M + m] = v[M + m] + hold[m + 1]
         end
         redis.call('HSET', hk, 'h:' .. id, pack(hold, M + 1))
-        if v[2 * M + 1] == 0 or expiry < v[2 * M + 1] then
-          v[2 * M + 1] = expiry
-        end
+        v[2 * M + 1] = earlier(v[2 * M + 1], expiry)
+        save(hk, bk[2])
       end
-      save(hk, bk[2])
       append_state(result, v)
     end
   else
