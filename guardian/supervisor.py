@@ -29,11 +29,13 @@ from guardian.errors import (
     StoreUnavailable,
     UnknownModel,
 )
+from guardian.estimates import OutputHistory, check_usage
 from guardian.identity import Identity
 from guardian.keys import BucketKey, KeyBuilder, KillTarget, escape
 from guardian.loops import LoopDetector, LoopVerdict, Observation
 from guardian.policy import Budget, LoopRule, Policy
 from guardian.pricing import Pricer, TokenUsage
+from guardian.renewal import HoldRenewer
 from guardian.store.base import (
     BucketState,
     ChargeMode,
@@ -41,6 +43,7 @@ from guardian.store.base import (
     Counter,
     KillCheck,
     ReleaseRequest,
+    RenewRequest,
     ReserveRequest,
     ReserveResult,
     Store,
@@ -55,6 +58,9 @@ TARGETS_REFRESH_S = 3_600.0  # run-window buckets get their TTL pushed forward t
 OUTAGE_RETRY_S = 1.0  # with fail_open, how long calls skip a store that just failed
 PLACEHOLDER = "\x00"  # stands for the run id in a run bucket's key template
 RETIRED_RUN_KEEP_S = 3_600.0  # a finished run's buckets in an in-process store: long enough to inspect
+CHARS_PER_TOKEN = 4  # langchain-core's approximation, for streamed output before the provider reports usage
+OVER_HOLD_FACTOR = 2  # a commit this many times its hold (and OVER_HOLD_MIN_TOKENS more) is logged
+OVER_HOLD_MIN_TOKENS = 256
 
 
 class AlertSubmitter(Protocol):
@@ -85,8 +91,15 @@ class CallState:
     estimate: Amounts
     prompt_tokens: int
     output_reserved: int
+    capped: bool  # the request named its output cap: the provider cannot send more, so the hold never grows
     reserved: bool  # False when the store was skipped (fail_open during an outage)
-    tokens_seen: int = 0
+    history_key: tuple[str, str | None, str]  # (agent, provider, model): whose outputs teach the next hold
+    renewed_at: float = 0.0
+    chars_seen: int = 0  # streamed output, in characters: converted to tokens once, not per chunk
+
+    @property
+    def tokens_seen(self) -> int:
+        return -(-self.chars_seen // CHARS_PER_TOKEN)
 
 
 def _wants_states(bound: list[_Bound]) -> bool:
@@ -176,6 +189,11 @@ class Supervisor:
         self._shared_bound: dict[Identity, tuple[float, list[_Bound]]] = {}
         self._plans: dict[Identity, _Plan] = {}
         self._warned_models: set[tuple[str | None, str]] = set()  # unknown_model: warn logs once per model
+        self.outputs = OutputHistory()
+        # Calls between reservation and settlement, for renewing their holds; the renewer starts with the first.
+        self._live: dict[str, CallState] = {}
+        self._live_lock = threading.Lock()
+        self.renewer = HoldRenewer(self, self._settings.reservation_ttl_s / 3)
 
     # -- runs ----------------------------------------------------------------------------------------
 
@@ -226,11 +244,14 @@ class Supervisor:
         return plan
 
     def end_run(self, run: RunState, *, error: BaseException | None = None) -> None:
+        """Settle what the run left open, then make its usage durable before the run returns to its caller (one
+        store round trip), and judge the thresholds its last commits may have passed."""
         with run.lock:
             dangling = list(run.calls.values())
             run.calls.clear()
         for call in dangling:  # a call whose end never arrived (cancelled task): settle, never leak
-            self._settle(run, call, self._fallback_usage(call) if call.tokens_seen else None)
+            self._settle(run, call, self._fallback_usage(call) if call.chars_seen else None)
+        self._sync(run)
         run_keys = [b.target.key for b in run.bound if b.budget.scope == "run"]
         if run_keys:
             self.store.retire(run_keys, self.clock(), RETIRED_RUN_KEEP_S)
@@ -239,8 +260,24 @@ class Supervisor:
             **run.fields,
             halted=type(run.halt).__name__ if run.halt else None,
             error=type(error).__name__ if error is not None and run.halt is None else None,
-            **{f"spent_{k}": v for k, v in run.spent.nonzero().items()},
+            **{f"spent_{k}": v for k, v in _unit_named(run.spent.nonzero()).items()},
         )
+
+    def _sync(self, run: RunState) -> None:
+        """A process may die right after its run returns (a one-shot job, a SIGTERM'd pod): the run's deferred
+        commits are written now, with the states of the buckets whose thresholds may have been passed."""
+        if not run.bound:
+            return  # never reserved: nothing of this run can be pending
+        watched = [b for b in run.bound if b.budget.alert_at or not b.budget.enforced]
+        now = self.clock()
+        try:
+            states = self.store.sync([b.target.key for b in watched], now)
+        except StoreError as exc:
+            self._note_outage(exc, "sync", run=run)
+            return
+        for b, state in zip(watched, states, strict=True):
+            if state is not None:
+                self._judge_thresholds(run, b, state, now)
 
     # -- model calls ---------------------------------------------------------------------------------
 
@@ -257,24 +294,15 @@ class Supervisor:
         if run.halt is not None:
             return Decision(run.halt)
         now = self.clock()
-        output_cap = max_output_tokens or self._settings.default_max_output_tokens
-        cost = self.pricer.cost(provider, model, TokenUsage(input_tokens=prompt_tokens, output_tokens=output_cap))
-        if cost is None:
-            if self._settings.unknown_model == "block":
-                halt = UnknownModel(provider=provider, model=model, run_id=run.run_id)
-                self.log.error("unknown_model", **run.fields, provider=provider, model=model, action="block")
-                return self._trip(run, halt)
-            if (provider, model) not in self._warned_models:
-                self._warned_models.add((provider, model))
-                self.log.warning("unknown_model", **run.fields, provider=provider, model=model, action="warn")
-            cost = 0
-        estimate = Amounts(
-            input_tokens=prompt_tokens,
-            output_tokens=output_cap,
-            total_tokens=prompt_tokens + output_cap,
-            cost_usd=cost,
-            llm_calls=1,
-        )
+        history_key = (run.identity.agent, provider, model)
+        capped = max_output_tokens is not None
+        if max_output_tokens is not None:
+            output_hold = max_output_tokens
+        else:
+            output_hold = self.outputs.hold(history_key, self._settings.default_max_output_tokens)
+        estimate = self._estimate(run, provider, model, prompt_tokens, output_hold)
+        if isinstance(estimate, Decision):
+            return estimate
         bound = self._bind(run, now)
         targets = run.targets
         request = ReserveRequest(
@@ -297,13 +325,19 @@ class Supervisor:
             targets=targets,
             estimate=estimate,
             prompt_tokens=prompt_tokens,
-            output_reserved=output_cap,
+            output_reserved=output_hold,
+            capped=capped,
             reserved=result is not None,
+            history_key=history_key,
+            renewed_at=now,
         )
         with run.lock:
             run.calls[call_id] = call
         if result is None:
             return PROCEED
+        with self._live_lock:
+            self._live[call_id] = call
+        self.renewer.ensure_running()
         self.log.debug(
             "call_reserved",
             **run.fields,
@@ -311,49 +345,90 @@ class Supervisor:
             model=model,
             budgets=run.budget_names,
             reserved_tokens=estimate.total_tokens,
-            reserved_cost_usd=estimate.cost_usd,
+            reserved_cost_micro_usd=estimate.cost_usd,
+            output_hold=output_hold,
+            output_hold_from="max_tokens" if capped else "history",
         )
         self._after_reserve(run, bound, result, now)
         return PROCEED
 
-    def on_llm_tokens(self, run: RunState, call_id: str, new_tokens: int = 1) -> Decision:
-        """A stream produced tokens: extend the hold a block at a time; halt when the budget cannot."""
+    def _estimate(
+        self, run: RunState, provider: str | None, model: str, prompt_tokens: int, output_tokens: int
+    ) -> Amounts | Decision:
+        """What a call may use, or a halt when its model has no price and the policy blocks unknown models."""
+        cost = self.pricer.cost(provider, model, TokenUsage(input_tokens=prompt_tokens, output_tokens=output_tokens))
+        if cost is None:
+            if self._settings.unknown_model == "block":
+                halt = UnknownModel(provider=provider, model=model, run_id=run.run_id)
+                self.log.error("unknown_model", **run.fields, provider=provider, model=model, action="block")
+                return self._trip(run, halt)
+            if (provider, model) not in self._warned_models:
+                self._warned_models.add((provider, model))
+                self.log.warning("unknown_model", **run.fields, provider=provider, model=model, action="warn")
+            cost = 0
+        return Amounts(
+            input_tokens=prompt_tokens,
+            output_tokens=output_tokens,
+            total_tokens=prompt_tokens + output_tokens,
+            cost_usd=cost,
+            llm_calls=1,
+        )
+
+    def on_llm_output(self, run: RunState, call_id: str, chars: int) -> Decision:
+        """A stream produced ``chars`` characters of output (text and tool-call arguments).
+
+        Characters add up across chunks and are converted to tokens once, so a stream of one-character fragments
+        is not counted a token per chunk. A call with an output cap already holds all it can produce: its hold
+        never grows. Without a cap, the hold grows a block at a time on reaching it; when a whole block does not
+        fit, it asks only for the room the next token needs, and the stream is cut when even that is refused.
+        """
         call = run.calls.get(call_id)
         if call is None:
             return PROCEED if run.halt is None else Decision(run.halt)
-        call.tokens_seen += new_tokens
+        call.chars_seen += chars
         # Extend on reaching the hold, not on passing it, so a refused extension never overspends it.
-        if call.tokens_seen < call.output_reserved or not call.reserved:
+        if call.capped or not call.reserved or call.tokens_seen < call.output_reserved:
             return PROCEED
         block = self._settings.stream_block_tokens
         # Enough whole blocks to cover what already arrived plus the next token: a chunk may hold many tokens.
-        block *= (call.tokens_seen - call.output_reserved) // block + 1
-        cost = self.pricer.cost(call.provider, call.model, TokenUsage(output_tokens=block)) or 0
-        extra = Amounts(output_tokens=block, total_tokens=block, cost_usd=cost)
-        now = self.clock()
+        wanted = call.output_reserved + block * ((call.tokens_seen - call.output_reserved) // block + 1)
+        granted = self._extend(run, call, wanted, last_try=False)
+        if granted is False:
+            granted = self._extend(run, call, call.tokens_seen + 1, last_try=True)
+        return granted if isinstance(granted, Decision) else PROCEED
+
+    def _extend(self, run: RunState, call: CallState, output_tokens: int, *, last_try: bool) -> Decision | bool:
+        """Raise the call's hold to ``output_tokens`` of output. True when granted (or passed under fail_open);
+        a halt Decision; False when refused and not ``last_try``, leaving the hold as it was."""
+        estimate = self._estimate(run, call.provider, call.model, call.prompt_tokens, output_tokens)
+        if isinstance(estimate, Decision):
+            return estimate
         request = ReserveRequest(
-            call_id=call_id,
+            call_id=call.call_id,
             targets=call.targets,
-            amount=extra,
-            now=now,
+            amount=estimate,
+            now=self.clock(),
             ttl_s=self._settings.reservation_ttl_s,
             mode=ChargeMode.EXTEND,
             kill_checks=run.kill_checks,  # an operator kill stops a running stream too
+            want_states=False,
         )
-        result = self._reserve(run, request, call.bound, op="extend")
+        result = self._reserve(run, request, call.bound, op="extend", refusal_halts=last_try)
         if isinstance(result, Decision):
             return result
-        call.output_reserved += block
-        call.estimate = call.estimate + extra
-        return PROCEED
+        if result is not None and result.refusal is not None:
+            return False
+        call.output_reserved = output_tokens
+        call.estimate = estimate
+        call.renewed_at = request.now
+        return True
 
     def after_llm_call(
         self, run: RunState, call_id: str, usage: TokenUsage | None, *, output_estimate: int | None = None
     ) -> Amounts:
         """Commit what the call really used. Without reported usage (streams report it only when asked, e.g.
         ``ChatOpenAI(stream_usage=True)``), the prompt estimate and the output seen or estimated stand in."""
-        with run.lock:
-            call = run.calls.pop(call_id, None)
+        call = self._pop_call(run, call_id)
         if call is None:
             return Amounts()
         if usage is None:
@@ -364,14 +439,44 @@ class Supervisor:
     def llm_call_failed(self, run: RunState, call_id: str, partial: TokenUsage | None = None) -> Amounts:
         """An aborted call commits what it used (the prompt is paid for once output streamed) or releases
         its hold. ``partial`` is usage an aborted stream reported early; the output seen may exceed it."""
-        with run.lock:
-            call = run.calls.pop(call_id, None)
+        call = self._pop_call(run, call_id)
         if call is None:
             return Amounts()
         if partial is not None:
             partial.output_tokens = max(partial.output_tokens, call.tokens_seen)
             return self._settle(run, call, partial)
-        return self._settle(run, call, self._fallback_usage(call) if call.tokens_seen else None)
+        return self._settle(run, call, self._fallback_usage(call) if call.chars_seen else None)
+
+    def _pop_call(self, run: RunState, call_id: str) -> CallState | None:
+        with run.lock:
+            call = run.calls.pop(call_id, None)
+        with self._live_lock:
+            self._live.pop(call_id, None)
+        return call
+
+    def renew_holds(self) -> int:
+        """Push back the expiry of every live call's hold due for it (a third of its TTL old), in one store call.
+        Returns how many were renewed. Run by ``HoldRenewer`` in the background; never raises."""
+        now = self.clock()
+        ttl = self._settings.reservation_ttl_s
+        with self._live_lock:
+            due = [c for c in self._live.values() if now - c.renewed_at >= ttl / 3]
+        if not due:
+            return 0
+        try:
+            self.store.renew([RenewRequest(c.call_id, c.targets, now, ttl) for c in due])
+        except StoreError as exc:
+            self._note_outage(exc, "renew", run=None)
+            return 0
+        except Exception:  # the renewer thread must survive a bug of ours; the holds then expire and are charged
+            self.log.error("guardian_internal_error", callback="renew_holds")
+            return 0
+        for call in due:
+            call.renewed_at = now
+        return len(due)
+
+    def close(self) -> None:
+        self.renewer.stop()
 
     # -- tool calls ----------------------------------------------------------------------------------
 
@@ -381,6 +486,9 @@ class Supervisor:
         now = self.clock()
         bound = self._bind(run, now)
         amount = Amounts(tool_calls=1)
+        # One marker for the charge and for the commit fail_open may queue instead: whichever lands first counts
+        # the call, so a charge that ran on Redis after our client timed out is never counted twice.
+        marker = self.keys.call_marker(run.identity.tenant, call_id)
         request = ReserveRequest(
             call_id=call_id,
             targets=run.targets,
@@ -389,6 +497,7 @@ class Supervisor:
             mode=ChargeMode.CHARGE,
             kill_checks=run.kill_checks,
             want_states=run.want_states,
+            marker_key=marker,
         )
         result = self._reserve(run, request, bound, op="tool_call")
         if isinstance(result, Decision):
@@ -397,7 +506,6 @@ class Supervisor:
             run.spent = run.spent + amount
         if result is None:
             # fail_open skipped the store: queue the count like a model call's usage, so it lands later.
-            marker = self.keys.call_marker(run.identity.tenant, call_id)
             self._store_op(
                 "commit", self.store.commit, CommitRequest(call_id, run.targets, amount, now, marker), run=run
             )
@@ -494,6 +602,13 @@ class Supervisor:
             if call.reserved:
                 self._store_op("release", self.store.release, ReleaseRequest(call.call_id, call.targets, now))
             return Amounts()
+        checked = check_usage(usage, TokenUsage(call.prompt_tokens, max(call.tokens_seen, call.output_reserved)))
+        if checked.rejected:
+            self.log.warning(
+                "usage_rejected", **run.fields, call_id=call.call_id, model=call.model, reported=checked.rejected
+            )
+        usage = checked.usage
+        self.outputs.record(call.history_key, usage.output_tokens)
         cost = self.pricer.cost(call.provider, call.model, usage)
         actual = Amounts(
             input_tokens=usage.input_tokens,
@@ -509,6 +624,20 @@ class Supervisor:
         with run.lock:
             run.spent = run.spent + actual
             run.call_costs.append((actual.total_tokens, actual.cost_usd))
+        held = call.estimate.total_tokens
+        if call.reserved and actual.total_tokens > max(OVER_HOLD_FACTOR * held, held + OVER_HOLD_MIN_TOKENS):
+            # Spend is reality and is committed in full; the budget may pass its limit by this call's overrun.
+            self.log.warning(
+                "commit_over_hold",
+                **run.fields,
+                call_id=call.call_id,
+                model=call.model,
+                held_tokens=held,
+                committed_tokens=actual.total_tokens,
+                held_cost_micro_usd=call.estimate.cost_usd,
+                committed_cost_micro_usd=actual.cost_usd,
+                output_hold_from="max_tokens" if call.capped else "history",
+            )
         self.log.debug(
             "call_committed",
             **run.fields,
@@ -516,7 +645,7 @@ class Supervisor:
             model=call.model,
             input_tokens=actual.input_tokens,
             output_tokens=actual.output_tokens,
-            cost_usd=actual.cost_usd,
+            cost_micro_usd=actual.cost_usd,
             estimated_tokens=call.estimate.total_tokens,
         )
         return actual
@@ -526,9 +655,10 @@ class Supervisor:
         return TokenUsage(input_tokens=call.prompt_tokens, output_tokens=call.tokens_seen)
 
     def _reserve(
-        self, run: RunState, request: ReserveRequest, bound: list[_Bound], *, op: str
+        self, run: RunState, request: ReserveRequest, bound: list[_Bound], *, op: str, refusal_halts: bool = True
     ) -> ReserveResult | Decision | None:
-        """The store's answer; a halt Decision; or None when fail_open let the call through unreserved."""
+        """The store's answer; a halt Decision; or None when fail_open let the call through unreserved.
+        With ``refusal_halts`` False a refusal is handed back as the result (a try that a smaller one follows)."""
         if self.fail_open and self._outage and self.clock() < self._outage_until:
             return None
         try:
@@ -538,8 +668,8 @@ class Supervisor:
         self._store_ok()
         if result.killed is not None:
             return self._killed(run, result.killed)
-        if result.refusal is not None:
-            return self._refused(run, request, result, bound[result.refusal.target_index])
+        if result.refusal is not None and refusal_halts:
+            return self._refused(run, request, result, bound)
         return result
 
     def _store_op(self, op: str, action: Callable[..., object], *args: Any, run: RunState | None = None) -> None:
@@ -591,9 +721,12 @@ class Supervisor:
         self.log.warning("run_killed", **run.fields, target=check.target, value=check.value)
         return self._trip(run, halt)
 
-    def _refused(self, run: RunState, request: ReserveRequest, result: ReserveResult, bound: _Bound) -> Decision:
+    def _refused(
+        self, run: RunState, request: ReserveRequest, result: ReserveResult, all_bound: list[_Bound]
+    ) -> Decision:
         refusal = result.refusal
         assert refusal is not None
+        bound = all_bound[refusal.target_index]
         details: dict[str, Any] = {
             **bound.fields(),
             "unit": refusal.metric,
@@ -605,6 +738,8 @@ class Supervisor:
         self.log.warning("budget_exceeded", **run.fields, **details, action="kill")
         state = result.states[refusal.target_index] if result.states else None
         self._alert("exceeded", run, bound, state, threshold=1.0, reason=str(halt), now=request.now)
+        for b, other in zip(all_bound, result.states, strict=False):
+            self._judge_thresholds(run, b, other, request.now)
         return self._trip(run, halt)
 
     def _trip(self, run: RunState, halt: GuardianHalt) -> Decision:
@@ -615,18 +750,26 @@ class Supervisor:
 
     def _after_reserve(self, run: RunState, bound: list[_Bound], result: ReserveResult, now: float) -> None:
         for b, state in zip(bound, result.states, strict=False):
-            budget = b.budget
-            if not budget.alert_at and budget.enforced:
-                continue
-            limits = budget.limited()
-            if not budget.enforced:
-                over = [m for m, limit in limits.items() if state.spent.get(m) + state.reserved.get(m) > limit]
-                if over:
-                    self._alert_only_exceeded(run, b, state, over[0], now)
-            fraction = max((state.spent.get(m) / limit if limit else 1.0) for m, limit in limits.items())
-            crossed = [t for t in budget.alert_at if fraction >= t]
-            if crossed:
-                self._alert("threshold", run, b, state, threshold=crossed[-1], reason="", now=now)
+            self._judge_thresholds(run, b, state, now)
+
+    def _judge_thresholds(self, run: RunState, b: _Bound, state: BucketState, now: float) -> None:
+        """Alert each threshold the bucket's spend has passed, once (fleet-wide through the dispatcher's dedup).
+
+        Judged on every reservation, on refusals, and on the states read as a run ends: the commits that pass a
+        threshold are often the last of a burst, after which only refusals (or nothing) follow.
+        """
+        budget = b.budget
+        if not budget.alert_at and budget.enforced:
+            return
+        limits = budget.limited()
+        if not budget.enforced:
+            over = [m for m, limit in limits.items() if state.spent.get(m) + state.reserved.get(m) > limit]
+            if over:
+                self._alert_only_exceeded(run, b, state, over[0], now)
+        fraction = max((state.spent.get(m) / limit if limit else 1.0) for m, limit in limits.items())
+        for threshold in budget.alert_at:
+            if fraction >= threshold:
+                self._alert("threshold", run, b, state, threshold=threshold, reason="", now=now)
 
     def _alert_only_exceeded(self, run: RunState, b: _Bound, state: BucketState, metric: str, now: float) -> None:
         key = _dedup_key("exceeded", b, 1.0)
@@ -669,10 +812,6 @@ class Supervisor:
         if len(self._alerted) > 100_000:
             self._alerted.clear()
         self._alerted.add(key)
-        if kind == "threshold":
-            for lower in b.budget.alert_at:
-                if lower <= threshold:
-                    self._alerted.add(_dedup_key(kind, b, lower))
         if self.alerts is None:
             return
         spent = state.spent + state.reserved if state is not None and kind == "exceeded" else None
@@ -743,5 +882,11 @@ _UTC = ZoneInfo("UTC")
 
 
 def _dedup_key(kind: str, b: _Bound, threshold: float) -> str:
-    parts = (kind, b.budget.name, b.budget.scope, b.scope_key, b.window, f"{threshold:g}")
-    return ":".join(escape(p) for p in parts)  # escaped like store keys: two budgets can never share a mark
+    """One alert per bucket (its key names the tenant, budget, scope and window), kind and threshold: two
+    tenants' users of the same name never silence each other."""
+    return f"{kind}:{b.target.key}:{threshold:g}"
+
+
+def _unit_named(amounts: dict[str, int]) -> dict[str, int]:
+    """Amounts as log fields: micro-dollars are named so, never ``cost_usd``."""
+    return {("cost_micro_usd" if k == "cost_usd" else k): v for k, v in amounts.items()}

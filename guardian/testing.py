@@ -79,7 +79,11 @@ class ScriptedChatModel(BaseChatModel):
         return self._position
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[Any, AIMessage]:
-        return self
+        """Binds the tools' schemas as a provider integration does: they travel in the invocation params, where
+        Guardian counts them as prompt tokens. The replies stay scripted."""
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(ls_provider=self.provider, ls_model_name=self.model, ls_model_type="chat")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import threading
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
@@ -21,6 +23,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import LLMResult
+from langchain_core.tools import BaseTool
 
 from guardian.errors import GuardianHalt, GuardianInternalError
 from guardian.identity import Identity
@@ -29,7 +32,14 @@ from guardian.loops import Observation
 from guardian.pricing import TokenUsage
 from guardian.supervisor import Decision, RunState, Supervisor
 
-__all__ = ["GuardianCallbackHandler", "chunk_tokens", "output_tokens_of", "usage_from_result"]
+__all__ = [
+    "GuardianCallbackHandler",
+    "chunk_chars",
+    "output_tokens_of",
+    "request_format_tokens",
+    "request_tools",
+    "usage_from_result",
+]
 
 _IDENTITY_KEYS = ("guardian_agent", "guardian_user", "guardian_tenant")
 _log = structlog.get_logger("guardian")
@@ -54,19 +64,36 @@ def _guarded(*, before_spend: bool) -> Callable[[_Method], _Method]:
                 raise
             except Exception as exc:
                 run_id = kwargs.get("run_id")
-                _log.exception("guardian_internal_error", callback=method.__name__, run_id=str(run_id))
+                # No traceback and no exception text: their frames' locals and messages can hold the prompt, the
+                # reply or a tool's arguments, which must never reach a log. Where it failed is enough to report.
+                _log.error(
+                    "guardian_internal_error",
+                    callback=method.__name__,
+                    run_id=str(run_id),
+                    error_type=type(exc).__name__,
+                    location=_where(exc),
+                )
                 if before_spend and not self.supervisor.fail_open:
                     if isinstance(run_id, UUID):
                         self._exit(run_id, exc)
                     raise GuardianInternalError(
-                        f"Guardian failed in {method.__name__} ({type(exc).__name__}: {exc}); the call was "
-                        "refused because the policy sets on_store_error: fail_closed",
+                        f"Guardian failed in {method.__name__} ({type(exc).__name__} at {_where(exc)}); the call "
+                        "was refused because the policy sets on_store_error: fail_closed",
                         run_id=None if run_id is None else str(run_id),
                     ) from exc
 
         return guarded  # type: ignore[return-value]
 
     return decorate
+
+
+def _where(exc: BaseException) -> str:
+    """Where an exception was raised, as ``module.py:line in function``: code locations only, never values."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown"
+    last = frames[-1]
+    return f"{os.path.basename(last.filename)}:{last.lineno} in {last.name}"
 
 
 class GuardianCallbackHandler(BaseCallbackHandler):
@@ -180,8 +207,11 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        prompt_tokens = sum(count_tokens_approximately(batch) for batch in messages)
-        self._start_call(run_id, parent_run_id, metadata, kwargs.get("invocation_params"), serialized, prompt_tokens)
+        params = kwargs.get("invocation_params") or {}
+        tools = request_tools(params)
+        prompt_tokens = sum(count_tokens_approximately(batch, tools=tools) for batch in messages)
+        prompt_tokens += request_format_tokens(params) * len(messages)
+        self._start_call(run_id, parent_run_id, metadata, params, serialized, prompt_tokens)
 
     @_guarded(before_spend=True)
     def on_llm_start(
@@ -231,13 +261,13 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         run_id: UUID,
         **kwargs: Any,
     ) -> None:
-        tokens = chunk_tokens(token, kwargs.get("chunk"))
-        if not tokens:
+        chars = chunk_chars(token, kwargs.get("chunk"))
+        if not chars:
             return  # the usage chunk carries no output
         run = self._state(run_id)
         if run is None:
             return
-        decision = self.supervisor.on_llm_tokens(run, str(run_id), tokens)
+        decision = self.supervisor.on_llm_output(run, str(run_id), chars)
         if decision.halt is not None:
             # The stream is aborted by this raise; on_llm_error then commits what arrived.
             raise decision.halt
@@ -368,8 +398,8 @@ def _approx_tokens(chars: int) -> int:
     return max(1, (chars + 2) // 4) if chars else 0
 
 
-def chunk_tokens(token: str | list[str | dict[str, Any]], chunk: Any) -> int:
-    """Tokens a streamed chunk carries: its text and any tool-call arguments (a chunk may hold many tokens)."""
+def chunk_chars(token: str | list[str | dict[str, Any]], chunk: Any) -> int:
+    """Characters of output a streamed chunk carries: its text and any tool-call arguments and names."""
     if isinstance(token, str):
         chars = len(token)
     else:
@@ -377,7 +407,25 @@ def chunk_tokens(token: str | list[str | dict[str, Any]], chunk: Any) -> int:
     message = getattr(chunk, "message", None)
     for call in getattr(message, "tool_call_chunks", None) or ():
         chars += len(call.get("args") or "") + len(call.get("name") or "")
-    return _approx_tokens(chars)
+    return chars
+
+
+def request_tools(params: dict[str, Any]) -> list[BaseTool | dict[str, Any]] | None:
+    """The tool (and legacy function) schemas a request sends: the provider bills them as prompt tokens."""
+    tools: list[BaseTool | dict[str, Any]] = [
+        t for key in ("tools", "functions") for t in (params.get(key) or ()) if isinstance(t, dict)
+    ]
+    return tools or None
+
+
+def request_format_tokens(params: dict[str, Any]) -> int:
+    """Tokens of a structured-output schema (``response_format``), sent with the prompt."""
+    fmt = params.get("response_format")
+    if not fmt:
+        return 0
+    if not isinstance(fmt, dict):
+        fmt = getattr(fmt, "model_json_schema", lambda: {"name": str(fmt)})()
+    return _approx_tokens(len(json.dumps(fmt, default=str)))
 
 
 def output_tokens_of(response: LLMResult) -> int:

@@ -70,9 +70,9 @@ def test_fail_open_passes_logs_once_and_counts_when_redis_returns(
             model.invoke("q", config={"callbacks": [handler]})
     assert model.calls == 6
     assert [e["event"] for e in logs].count("store_error") == 1
-    # The commit from before the outage, five deferred commits, and a release queued for each reservation
-    # that failed mid-outage (its script may have run and left a hold).
-    assert store.pending == 11
+    # The run before the outage wrote its usage as it ended. Queued: five deferred commits, and a release for
+    # each reservation that failed mid-outage (its script may have run and left a hold).
+    assert store.pending == 10
     proxy.up()
     clock.advance(2)
     with capture_logs() as logs:

@@ -1,0 +1,83 @@
+"""Keeps the holds of calls still running from expiring.
+
+A hold that expires is charged (see ``Store``): right for a process that died, wrong for a call that is merely
+slow (a long generation, a reasoning model thinking for minutes). A daemon thread renews the holds of live calls
+every third of their TTL, in one store round trip for all of them. It holds its owner only weakly: a supervisor
+that is dropped without ``close()`` takes the thread with it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Protocol
+
+__all__ = ["HoldRenewer"]
+
+
+class _Renews(Protocol):
+    def renew_holds(self) -> int: ...
+
+
+class HoldRenewer:
+    """Calls ``owner.renew_holds()`` every ``interval_s`` (real time) from a daemon thread, started on demand.
+
+    ``wait`` is the pause between rounds (``threading.Event.wait`` semantics: True means stop); tests inject one.
+    """
+
+    def __init__(
+        self, owner: _Renews, interval_s: float, *, wait: Callable[[threading.Event, float], bool] | None = None
+    ) -> None:
+        self._owner = weakref.ref(owner)
+        self._interval_s = interval_s
+        self._wait = wait or _event_wait
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def ensure_running(self) -> None:
+        if self._pid != os.getpid():  # a forked child: the parent's thread did not come along
+            self._pid, self._thread, self._lock = os.getpid(), None, threading.Lock()
+        if self._thread is not None or self._stop.is_set():
+            return
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(
+                    target=_loop,
+                    args=(self._owner, self._stop, self._interval_s, self._wait),
+                    name="guardian-hold-renewer",
+                    daemon=True,
+                )
+                self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+
+def _event_wait(stop: threading.Event, seconds: float) -> bool:
+    return stop.wait(seconds)
+
+
+def _loop(
+    owner: weakref.ref[_Renews],
+    stop: threading.Event,
+    interval_s: float,
+    wait: Callable[[threading.Event, float], bool],
+) -> None:
+    while not wait(stop, interval_s):
+        target = owner()
+        if target is None:
+            return
+        target.renew_holds()
+        del target  # hold no strong reference while waiting
