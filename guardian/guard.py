@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import os
 import time
 import weakref
@@ -19,6 +18,7 @@ from guardian.identity import Identity
 from guardian.integrations.langchain import GuardianCallbackHandler
 from guardian.keys import DEFAULT_PREFIX, KeyBuilder, KillTarget
 from guardian.policy import Policy
+from guardian.renewal import HoldRenewer
 from guardian.store import RedisStore, Store, open_store
 from guardian.supervisor import Supervisor
 
@@ -72,11 +72,10 @@ class Guardian:
             policy.alerts, store=self.store, keys=self.keys, clock=clock, extra_sinks=alert_sinks
         )
         self.supervisor = Supervisor(policy, self.store, keys=self.keys, clock=clock, alerts=self.alerts)
-        self._closed = False
-        # Deferred commits and queued alerts must not vanish with the process: close() flushes both.
-        # Through a weak reference, so the hook does not keep every Guardian ever made alive.
-        self._exit_hook = _close_at_exit(weakref.ref(self))
-        atexit.register(self._exit_hook)
+        # Deferred commits and queued alerts must not vanish: close() flushes both, and so does this finalizer when
+        # the interpreter exits or when the supervisor (held by this Guardian and by every handler it made) is
+        # garbage-collected unclosed. It holds the resources, never the Guardian, so dropping one frees it all.
+        self._finalizer = weakref.finalize(self.supervisor, _release, self.supervisor.renewer, self.alerts, self.store)
 
     @classmethod
     def from_yaml(cls, *paths: str | os.PathLike[str], **options: Any) -> Guardian:
@@ -172,12 +171,8 @@ class Guardian:
         self.store.flush()
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        atexit.unregister(self._exit_hook)
-        self.alerts.close()
-        self.store.close()
+        """Flush usage and alerts, stop background threads, close connections. Idempotent."""
+        self._finalizer()
 
     def __enter__(self) -> Guardian:
         return self
@@ -188,13 +183,10 @@ class Guardian:
         self.close()
 
 
-def _close_at_exit(ref: weakref.ref[Guardian]) -> Callable[[], None]:
-    def close() -> None:
-        guard = ref()
-        if guard is not None:
-            guard.close()
-
-    return close
+def _release(renewer: HoldRenewer, alerts: AlertDispatcher, store: Store) -> None:
+    renewer.stop()
+    alerts.close()
+    store.close()
 
 
 def _resolve_store(store: Store | redis.Redis | str | None) -> Store:

@@ -475,9 +475,6 @@ class Supervisor:
             call.renewed_at = now
         return len(due)
 
-    def close(self) -> None:
-        self.renewer.stop()
-
     # -- tool calls ----------------------------------------------------------------------------------
 
     def on_tool_call(self, run: RunState, call_id: str, tool: str) -> Decision:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import heapq
 import itertools
 import math
@@ -99,6 +100,7 @@ class AlertDispatcher:
         self._draining = False  # close() is flushing: retries are due at once
         self._stopped = False  # the worker must exit
         self._thread: threading.Thread | None = None
+        self._exit_hook: Callable[[], None] | None = None
         self._seen: OrderedDict[str, float] = OrderedDict()  # dedup key -> expiry (clock time); worker only
         _live.add(self)
 
@@ -154,7 +156,8 @@ class AlertDispatcher:
             self._queue.clear()
             self._retries.clear()
             self._changed.notify_all()
-        atexit.unregister(self.close)
+        if self._exit_hook is not None:
+            atexit.unregister(self._exit_hook)
         for item in left:
             _log_dropped(item.alert, "undelivered_at_close", errors=item.errors)
         if in_flight is not None:
@@ -182,36 +185,32 @@ class AlertDispatcher:
         return len(self._queue) + len(self._retries) + (self._in_flight is not None)
 
     def _start_worker(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="guardian-alerts", daemon=True)
+        # Both through weak references: a dispatcher dropped without close() must not live on in its thread or in
+        # the exit hooks (keeping its store and connections alive with it).
+        ref = weakref.ref(self)
+        self._thread = threading.Thread(target=_work_loop, args=(ref,), name="guardian-alerts", daemon=True)
         self._thread.start()
-        atexit.register(self.close)  # deliver what is pending when the interpreter exits
+        self._exit_hook = functools.partial(_close_at_exit, ref)
+        atexit.register(self._exit_hook)  # deliver what is pending when the interpreter exits
+        weakref.finalize(self, _wake, self._changed)  # a waiting worker sees its dispatcher is gone, and ends
 
-    def _next_locked(self) -> _Pending | None:
-        """Wait for the next item to work on; None when the worker must stop."""
-        while not self._stopped:
-            now = time.monotonic()
-            if self._retries and (self._draining or self._retries[0][0] <= now):
-                return heapq.heappop(self._retries)[2]
-            if self._queue:
-                return self._queue.popleft()
-            timeout = max(0.0, self._retries[0][0] - now) if self._retries else None
-            self._changed.wait(timeout)
-        return None
+    def _next_locked(self) -> tuple[_Pending | None, float | None]:
+        """The next item to work on, else how long to wait for one (None: until notified). Holds the lock."""
+        now = time.monotonic()
+        if self._retries and (self._draining or self._retries[0][0] <= now):
+            return heapq.heappop(self._retries)[2], None
+        if self._queue:
+            return self._queue.popleft(), None
+        return None, max(0.0, self._retries[0][0] - now) if self._retries else None
 
-    def _run(self) -> None:
-        while True:
-            with self._changed:
-                item = self._next_locked()
-                if item is None:
-                    return
-                self._in_flight = item
-            try:
-                self._work(item)
-            except Exception:  # pragma: no cover - the worker must survive anything
-                _log.exception("alert_worker_error", **item.alert.to_log_fields())
-            with self._changed:
-                self._in_flight = None
-                self._changed.notify_all()
+    def _work_one(self, item: _Pending) -> None:
+        try:
+            self._work(item)
+        except Exception:  # pragma: no cover - the worker must survive anything
+            _log.exception("alert_worker_error", **item.alert.to_log_fields())
+        with self._changed:
+            self._in_flight = None
+            self._changed.notify_all()
 
     def _work(self, item: _Pending) -> None:
         if item.sinks is None:
@@ -287,6 +286,37 @@ class AlertDispatcher:
 
 
 _live: weakref.WeakSet[AlertDispatcher] = weakref.WeakSet()
+
+
+def _work_loop(ref: weakref.ref[AlertDispatcher]) -> None:
+    """The delivery worker. It holds its dispatcher while delivering, never while it waits for work."""
+    while True:
+        dispatcher = ref()
+        if dispatcher is None:
+            return
+        changed = dispatcher._changed
+        with changed:
+            if dispatcher._stopped:
+                return
+            item, wait_s = dispatcher._next_locked()
+            if item is None:
+                del dispatcher
+                changed.wait(wait_s)
+                continue
+            dispatcher._in_flight = item
+        dispatcher._work_one(item)
+        del dispatcher
+
+
+def _wake(changed: threading.Condition) -> None:
+    with changed:
+        changed.notify_all()
+
+
+def _close_at_exit(ref: weakref.ref[AlertDispatcher]) -> None:
+    dispatcher = ref()
+    if dispatcher is not None:
+        dispatcher.close()
 
 
 def _reset_after_fork() -> None:

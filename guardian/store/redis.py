@@ -414,8 +414,9 @@ class RedisStore(Store):
                     _log_dropped([self._pending.popleft()], "pending queue full")
                 self._pending.append(item)
                 if self._flusher is None:
+                    # Through a weak reference: a store dropped without close() must not live on in its thread.
                     self._flusher = threading.Thread(
-                        target=self._flush_loop, name="guardian-redis-flusher", daemon=True
+                        target=_flush_loop, args=(weakref.ref(self),), name="guardian-redis-flusher", daemon=True
                     )
                     self._flusher.start()
                 if len(self._pending) >= self._max_batch:
@@ -444,23 +445,16 @@ class RedisStore(Store):
         with self._lock:
             self._pending.extendleft(reversed(items))
 
-    def _flush_loop(self) -> None:
-        backoff = self._flush_interval_s
-        while True:
-            with self._lock:
-                if self._closed:
-                    return
-                self._wake.wait(timeout=backoff)
-                if self._closed:
-                    return
-            try:
-                self.flush()
-                backoff = self._flush_interval_s
-            except StoreError as exc:
-                # Kept for the next attempt; logging each retry would flood the log during an outage.
-                if backoff == self._flush_interval_s:
-                    _log.warning("store_error", op="flush", error=str(exc), pending=self.pending)
-                backoff = min(backoff * 2, 2.0)
+    def _flush_round(self, backoff: float) -> float:
+        """One flush of the background flusher; returns the wait before the next."""
+        try:
+            self.flush()
+            return self._flush_interval_s
+        except StoreError as exc:
+            # Kept for the next attempt; logging each retry would flood the log during an outage.
+            if backoff == self._flush_interval_s:
+                _log.warning("store_error", op="flush", error=str(exc), pending=self.pending)
+            return min(backoff * 2, 2.0)
 
     def _reset_after_fork(self) -> None:
         """In a forked child: the flusher thread did not survive the fork, the lock may have been held by a
@@ -474,6 +468,25 @@ class RedisStore(Store):
 
 
 _live: weakref.WeakSet[RedisStore] = weakref.WeakSet()
+
+
+def _flush_loop(ref: weakref.ref[RedisStore]) -> None:
+    """The background flusher. It holds its store only while flushing, never while it waits."""
+    store = ref()
+    if store is None:
+        return
+    backoff = store._flush_interval_s
+    while True:
+        wake = store._wake
+        with wake:
+            if store._closed:
+                return
+            del store
+            wake.wait(timeout=backoff)
+            store = ref()
+            if store is None or store._closed:
+                return
+        backoff = store._flush_round(backoff)
 
 
 def _reset_after_fork() -> None:

@@ -477,7 +477,8 @@ def test_close_is_idempotent_and_later_submits_are_dropped_loudly(
 def test_atexit_registration(
     monkeypatch: pytest.MonkeyPatch, make_dispatcher: DispatcherFactory, make_alert: Callable[..., Alert]
 ) -> None:
-    """The dispatcher registers close() with atexit when its worker starts, and unregisters on close."""
+    """The dispatcher registers an exit hook when its worker starts (one that holds it weakly and closes it), and
+    unregisters that hook on close."""
     calls: list[tuple[str, object]] = []
 
     class FakeAtexit:
@@ -493,8 +494,13 @@ def test_atexit_registration(
     dispatcher = make_dispatcher([RecordingSink()])
     assert calls == []
     dispatcher.submit(make_alert())
-    dispatcher.close()
-    assert calls == [("register", dispatcher.close), ("unregister", dispatcher.close)]
+    ((registered, hook),) = calls
+    assert registered == "register"
+    assert callable(hook)
+    hook()  # what the interpreter runs at exit: it closes the dispatcher, which unregisters the hook
+    assert calls == [("register", hook), ("unregister", hook)]
+    dispatcher.submit(make_alert())  # closed: dropped and logged, never queued
+    assert dispatcher.pending == 0
 
 
 def test_recording_sink_waits_for_alerts(make_dispatcher: DispatcherFactory, make_alert: Callable[..., Alert]) -> None:
