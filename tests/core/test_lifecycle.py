@@ -1,0 +1,66 @@
+"""A Guardian that is never closed still releases everything once it is garbage-collected (issue 7, item 19)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import weakref
+from typing import Any
+
+import pytest
+
+from guardian import Guardian, Policy
+from guardian.testing import RecordingSink, ScriptedChatModel
+
+pytestmark = pytest.mark.redis
+
+POLICY = Policy.from_dict(
+    {
+        "version": 1,
+        "loops": [],
+        "budgets": [{"name": "daily", "scope": "user", "window": "day", "limits": {"llm_calls": 1}, "alert_at": [0.5]}],
+    }
+)
+
+
+def _sockets() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except OSError:
+            continue
+    return count
+
+
+def _guardian_threads() -> int:
+    return sum(t.name.startswith("guardian-") for t in threading.enumerate())
+
+
+def _use_and_drop(redis_url: str, key_prefix: str, index: int) -> tuple[weakref.ref[Any], weakref.ref[Any]]:
+    """One Guardian that reserved, committed, alerted and renewed, then was dropped without close()."""
+    sink = RecordingSink(all_kinds=True)
+    guard = Guardian(POLICY, store=redis_url, key_prefix=key_prefix, alert_sinks=[sink])
+    model = ScriptedChatModel(replies=["x"], max_tokens=5)
+    model.invoke("q", config={"callbacks": [guard.callback(user=f"u{index}")]})
+    assert guard.supervisor.renewer.running
+    assert sink.wait_for(1, timeout_s=10)  # the threshold alert: the dispatcher's worker ran
+    return weakref.ref(guard), weakref.ref(guard.store)
+
+
+def test_unclosed_guardians_leave_no_threads_connections_or_stores(redis_url: str, key_prefix: str) -> None:
+    """Fifty Redis Guardians that alerted and were dropped unclosed leave no flusher, renewer or alert thread, no
+    open socket and no live store behind them, and their usage was flushed on the way out."""
+    gc.collect()
+    threads, sockets = _guardian_threads(), _sockets()
+    refs = [_use_and_drop(redis_url, key_prefix, i) for i in range(50)]
+    gc.collect()
+    assert all(guard() is None and store() is None for guard, store in refs)
+    assert _guardian_threads() == threads
+    assert _sockets() <= sockets
+    reader = Guardian(POLICY, store=redis_url, key_prefix=key_prefix)
+    rows = reader.status()
+    reader.close()
+    assert len(rows) == 50
+    assert all(row.spent.llm_calls == 1 and row.reserved.llm_calls == 0 for row in rows)
