@@ -132,7 +132,8 @@ def play(store: Store, keys: KeyBuilder, trace: list[Op]) -> None:
         assert reserved == ref.reserved(), trace
         tools = 0 if state is None else state.spent.tool_calls
         assert tools == len(ref.tools), trace
-        assert spent[0] + reserved[0] <= TOKEN_LIMIT and spent[1] + reserved[1] <= CALL_LIMIT, trace
+        assert spent[0] + reserved[0] <= TOKEN_LIMIT, trace
+        assert spent[1] + reserved[1] <= CALL_LIMIT, trace
 
     for kind, i, n in trace:
         now = float(ref.now)
