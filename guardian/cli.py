@@ -7,17 +7,18 @@ import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import structlog
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from guardian.amounts import usd
 from guardian.errors import GuardianError, PolicyError
-from guardian.guard import STORE_URL_ENV, BudgetStatus, Guardian
-from guardian.keys import DEFAULT_PREFIX
+from guardian.guard import STORE_URL_ENV, BudgetStatus, Guardian, validate_kill_ttl
+from guardian.keys import DEFAULT_PREFIX, KeyBuilder
 from guardian.policy import Policy, load_policy
 
 app = typer.Typer(
@@ -83,6 +84,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts.")] = False,
 ) -> None:
     """Live spend per budget and scope, read from the store."""
+    _check_prefix(prefix)
     guard = _open(policy, store, prefix)
     try:
         rows = guard.status(budget=budget, tenant=tenant)
@@ -124,6 +126,11 @@ def kill(
     prefix: Prefix = DEFAULT_PREFIX,
 ) -> None:
     """Halt a run, agent, user or tenant at its next model or tool call (and alert, with --policy)."""
+    _check_prefix(prefix)
+    try:
+        validate_kill_ttl(ttl, "--ttl")
+    except ValueError as exc:
+        _fail(str(exc), 2)
     guard = _open(policy, store, prefix)
     try:
         key = guard.kill(run=run, agent=agent, user=user, tenant=tenant, ttl_s=ttl, clear=clear)
@@ -168,6 +175,19 @@ def alert_test(policy: PolicyPaths = None) -> None:
     except GuardianError as exc:
         err.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """One sentence on stderr and a non-zero exit: 2 for a usage mistake, 1 when the work failed."""
+    err.print(f"[red]error[/red]: {escape(message)}")
+    raise typer.Exit(code)
+
+
+def _check_prefix(prefix: str) -> None:
+    try:
+        KeyBuilder(prefix)
+    except ValueError as exc:
+        _fail(f"--prefix: {exc}", 2)
 
 
 def _load(paths: list[Path] | None) -> Policy:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import time
 import weakref
@@ -22,9 +23,10 @@ from guardian.policy import Policy
 from guardian.store import RedisStore, Store, open_store
 from guardian.supervisor import Supervisor
 
-__all__ = ["STORE_URL_ENV", "BudgetStatus", "Guardian"]
+__all__ = ["MAX_KILL_TTL_S", "STORE_URL_ENV", "BudgetStatus", "Guardian", "validate_kill_ttl"]
 
 STORE_URL_ENV = "GUARDIAN_STORE_URL"
+MAX_KILL_TTL_S = 365 * 86_400.0  # a kill flag lasts at most a year: every key has a TTL
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,8 @@ class Guardian:
         if clear:
             self.store.clear_flag(key)
             return key
+        if ttl_s is not None:
+            validate_kill_ttl(ttl_s)
         self.store.set_flag(key, ttl_s, now=now)
         self.alerts.submit(
             Alert(
@@ -205,6 +209,14 @@ def _resolve_store(store: Store | redis.Redis | str | None) -> Store:
     if store is None:
         store = os.environ.get(STORE_URL_ENV) or "memory://"
     return open_store(store)
+
+
+def validate_kill_ttl(ttl_s: float, name: str = "ttl_s") -> None:
+    """A kill flag's lifetime: finite, above 0 and at most ``MAX_KILL_TTL_S``; else ``ValueError``."""
+    if not math.isfinite(ttl_s) or ttl_s <= 0:
+        raise ValueError(f"{name} must be a finite number of seconds above 0, not {ttl_s:g}")
+    if ttl_s > MAX_KILL_TTL_S:
+        raise ValueError(f"{name} must be at most a year ({MAX_KILL_TTL_S:.0f} seconds), not {ttl_s:g}")
 
 
 def _one_target(**targets: str | None) -> tuple[KillTarget, str]:

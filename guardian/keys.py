@@ -20,6 +20,7 @@ KillTarget = Literal["run", "agent", "user", "tenant"]
 _GLOBAL_TAG = "g"
 
 
+_GLOB = re.compile(r"[*?\[\]\\]")  # special in a Redis SCAN MATCH pattern
 _PLAIN = re.compile(r"[A-Za-z0-9_.\-~@+]+")
 
 
@@ -49,7 +50,12 @@ class BucketKey:
 class KeyBuilder:
     def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
         if "{" in prefix or "}" in prefix:
-            raise ValueError("the key prefix may not contain '{' or '}': they would change the hash slot")
+            raise ValueError(f"the key prefix {prefix!r} may not contain '{{' or '}}': they would change the hash slot")
+        if _GLOB.search(prefix):
+            raise ValueError(
+                f"the key prefix {prefix!r} may not contain the glob characters * ? [ ] or \\: "
+                "`guardian status` scans the prefix, so they would match other prefixes' keys too"
+            )
         self.prefix = prefix
 
     def _tag(self, tenant: str | None) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from guardian import Guardian, Policy
 from guardian.cli import app
@@ -132,3 +132,38 @@ def test_alert_test_sends_one_message_to_the_configured_webhook(tmp_path: Path) 
     assert len(_SlackCapture.payloads) == 1
     assert "secret" not in result.output
     assert missing.exit_code == 2
+
+
+def _refused(result: Result, code: int = 2) -> str:
+    """The command failed with ``code`` and one error line, no traceback; returns that output."""
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # not an uncaught error
+    assert "Traceback" not in result.output
+    assert "error" in result.output
+    return result.output
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    ("prefix", "why"),
+    [("{", "'{' or '}'"), ("guardian}:", "'{' or '}'"), ("*", "glob"), ("a?:", "glob"), ("[ab]:", "glob")],
+)
+def test_status_and_kill_refuse_a_prefix_with_braces_or_glob_characters(redis_url: str, prefix: str, why: str) -> None:
+    """--prefix with a brace (would change the hash slot) or a glob character (status would scan other
+    prefixes' keys) is a usage error: exit 2 and one sentence, never a traceback."""
+    for command in (["status"], ["kill", "--user", "alice"]):
+        output = _refused(runner.invoke(app, [*command, "--store", redis_url, "--prefix", prefix]))
+        assert why in output, output
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("ttl", ["inf", "nan", "-5", "0", "31622401"])
+def test_kill_refuses_a_ttl_that_is_not_a_positive_finite_time_up_to_a_year(
+    redis_url: str, key_prefix: str, ttl: str
+) -> None:
+    """--ttl must be finite, above 0 and at most a year; anything else exits 2 and sets no flag."""
+    common = ["--store", redis_url, "--prefix", key_prefix]
+    output = _refused(runner.invoke(app, ["kill", "--user", "alice", "--ttl", ttl, *common]))
+    assert "--ttl" in output
+    with Guardian(Policy(), store=redis_url, key_prefix=key_prefix) as guard:
+        assert guard.kills() == []
