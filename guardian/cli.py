@@ -17,7 +17,7 @@ from rich.table import Table
 
 from guardian.amounts import usd
 from guardian.errors import GuardianError, PolicyError
-from guardian.guard import STORE_URL_ENV, BudgetStatus, Guardian, validate_kill_ttl
+from guardian.guard import STORE_URL_ENV, BudgetStatus, Guardian, describe_kill, validate_kill_ttl
 from guardian.keys import DEFAULT_PREFIX, KeyBuilder
 from guardian.policy import Policy, load_policy
 
@@ -88,7 +88,7 @@ def status(
     guard = _open(policy, store, prefix)
     try:
         rows = guard.status(budget=budget, tenant=tenant)
-        kills = guard.kills()
+        kills = guard.kills(tenant=tenant)
         loops = [r for r in guard.loop_halts() if tenant is None or r[0] == tenant]
     except GuardianError as exc:
         err.print(f"[red]error[/red]: {exc}")
@@ -98,8 +98,8 @@ def status(
     if as_json:
         for row in rows:
             typer.echo(json.dumps(_status_json(row), sort_keys=True))
-        for target, value in kills:
-            typer.echo(json.dumps({"killed": target, "value": value}))
+        for flag in kills:
+            typer.echo(json.dumps({"killed": flag.target, "value": flag.value, "tenant": flag.tenant}))
         for loop_tenant, agent, day, count in loops:
             typer.echo(json.dumps({"loop_halts": count, "tenant": loop_tenant, "agent": agent, "day": day}))
         return
@@ -107,8 +107,8 @@ def status(
         out.print("no spend recorded" + _embedded_hint(store))
     else:
         out.print(_status_table(rows))
-    for target, value in kills:
-        out.print(f"[red]killed[/red] {target} {value!r}")
+    for flag in kills:
+        out.print(f"[red]killed[/red] {escape(describe_kill(flag))}")
     for loop_tenant, agent, day, count in loops:
         out.print(f"loops detected on {day} (UTC): {count} in agent {agent!r} of tenant {loop_tenant!r}")
 
@@ -116,9 +116,11 @@ def status(
 @app.command()
 def kill(
     run: Annotated[str | None, typer.Option("--run", help="A run id.")] = None,
-    agent: Annotated[str | None, typer.Option("--agent")] = None,
-    user: Annotated[str | None, typer.Option("--user")] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    agent: Annotated[str | None, typer.Option("--agent", help="An agent (in every tenant, or in --tenant).")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="A user (in every tenant, or in --tenant).")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Alone: the whole tenant. With --agent/--user: only in it.")
+    ] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Lift the kill flag instead.")] = False,
     ttl: Annotated[float, typer.Option(help="Seconds the flag lasts.")] = 86_400.0,
     policy: PolicyPaths = None,
@@ -142,7 +144,11 @@ def kill(
         raise typer.Exit(1) from None
     finally:
         guard.close()
-    out.print(f"{'cleared' if clear else 'set'} kill flag {key}" + ("" if clear else f" for {ttl:g}s"))
+    what = escape(describe_kill(guard.keys.parse_kill(key)))
+    if clear:
+        out.print(f"cleared the kill flag on {what} ({escape(key)})")
+    else:
+        out.print(f"killed {what} for {ttl:g}s ({escape(key)})")
 
 
 @app.command()

@@ -11,8 +11,9 @@ from typing import Any, ClassVar
 import pytest
 from typer.testing import CliRunner, Result
 
-from guardian import Guardian, Policy
+from guardian import Guardian, Policy, RunKilled
 from guardian.cli import app
+from guardian.keys import KillFlag
 from guardian.testing import ScriptedChatModel
 
 runner = CliRunner()
@@ -61,8 +62,8 @@ def test_status_and_kill_work_against_the_fleet_store(redis_url: str, key_prefix
     assert "Guardian spend" in table.output
     killed = runner.invoke(app, ["kill", "--user", "alice", *common])
     assert killed.exit_code == 0, killed.output
-    assert ("user", "alice") in guard.kills()
-    assert "killed user 'alice'" in runner.invoke(app, ["status", *common]).output
+    assert KillFlag("user", "alice") in guard.kills()
+    assert "killed user 'alice' in every tenant" in runner.invoke(app, ["status", *common]).output
     assert runner.invoke(app, ["kill", "--user", "alice", "--clear", *common]).exit_code == 0
     assert guard.kills() == []
     assert runner.invoke(app, ["kill", *common]).exit_code == 2
@@ -167,3 +168,36 @@ def test_kill_refuses_a_ttl_that_is_not_a_positive_finite_time_up_to_a_year(
     assert "--ttl" in output
     with Guardian(Policy(), store=redis_url, key_prefix=key_prefix) as guard:
         assert guard.kills() == []
+
+
+@pytest.mark.redis
+def test_kill_with_a_tenant_halts_that_tenant_only_and_says_so(redis_url: str, key_prefix: str) -> None:
+    """`kill --user alice --tenant acme` halts alice in acme, not in beta, and says so; without --tenant the
+    CLI says the kill is fleet-wide; status lists each flag with its tenant; --clear lifts the flag it set."""
+    common = ["--store", redis_url, "--prefix", key_prefix]
+    guard = Guardian(Policy(), store=redis_url, key_prefix=key_prefix)
+    model = ScriptedChatModel(replies=["x"], cycle=True, max_tokens=5)
+    scoped = runner.invoke(app, ["kill", "--user", "alice", "--tenant", "acme", *common])
+    assert scoped.exit_code == 0, scoped.output
+    assert "killed user 'alice' in tenant 'acme'" in scoped.stdout
+    with pytest.raises(RunKilled):
+        model.invoke("q", config={"callbacks": [guard.callback(user="alice", tenant="acme")]})
+    model.invoke("q", config={"callbacks": [guard.callback(user="alice", tenant="beta")]})
+    fleet = runner.invoke(app, ["kill", "--agent", "bot", *common])
+    assert "killed agent 'bot' in every tenant" in fleet.stdout
+    status = runner.invoke(app, ["status", *common]).stdout
+    assert "killed user 'alice' in tenant 'acme'" in status
+    assert "killed agent 'bot' in every tenant" in status
+    beta = [
+        json.loads(line)
+        for line in runner.invoke(app, ["status", *common, "--tenant", "beta", "--json"]).stdout.splitlines()
+    ]
+    assert beta == [{"killed": "agent", "value": "bot", "tenant": None}]  # acme's kill does not halt beta
+    assert runner.invoke(app, ["kill", "--user", "alice", "--clear", *common]).exit_code == 0
+    assert KillFlag("user", "alice", "acme") in guard.kills()  # the fleet-wide flag was not the one set
+    cleared = runner.invoke(app, ["kill", "--user", "alice", "--tenant", "acme", "--clear", *common])
+    assert "cleared the kill flag on user 'alice' in tenant 'acme'" in cleared.stdout
+    assert guard.kills() == [KillFlag("agent", "bot")]
+    model.invoke("q", config={"callbacks": [guard.callback(user="alice", tenant="acme")]})
+    _refused(runner.invoke(app, ["kill", "--run", "r-1", "--tenant", "acme", *common]))
+    guard.close()
