@@ -37,6 +37,10 @@ StoreUrl = Annotated[
     str | None,
     typer.Option("--store", help=f"Store URL (default: ${STORE_URL_ENV}, else the embedded store)."),
 ]
+FleetStoreUrl = Annotated[
+    str | None,
+    typer.Option("--store", help=f"The fleet's Redis, redis://, rediss:// or unix:// (default: ${STORE_URL_ENV})."),
+]
 Prefix = Annotated[str, typer.Option("--prefix", help="Key prefix of the store.")]
 
 
@@ -77,7 +81,7 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="Policy files or d
 @app.command()
 def status(
     policy: PolicyPaths = None,
-    store: StoreUrl = None,
+    store: FleetStoreUrl = None,
     prefix: Prefix = DEFAULT_PREFIX,
     budget: Annotated[str | None, typer.Option(help="Only this budget.")] = None,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
@@ -85,7 +89,7 @@ def status(
 ) -> None:
     """Live spend per budget and scope, read from the store."""
     _check_prefix(prefix)
-    guard = _open(policy, store, prefix)
+    guard = _open(policy, _fleet_store(store), prefix)
     try:
         rows = guard.status(budget=budget, tenant=tenant)
         kills = guard.kills(tenant=tenant)
@@ -104,7 +108,7 @@ def status(
             typer.echo(json.dumps({"loop_halts": count, "tenant": loop_tenant, "agent": agent, "day": day}))
         return
     if not rows:
-        out.print("no spend recorded" + _embedded_hint(store))
+        out.print("no spend recorded")
     else:
         out.print(_status_table(rows))
     for flag in kills:
@@ -124,7 +128,7 @@ def kill(
     clear: Annotated[bool, typer.Option("--clear", help="Lift the kill flag instead.")] = False,
     ttl: Annotated[float, typer.Option(help="Seconds the flag lasts.")] = 86_400.0,
     policy: PolicyPaths = None,
-    store: StoreUrl = None,
+    store: FleetStoreUrl = None,
     prefix: Prefix = DEFAULT_PREFIX,
 ) -> None:
     """Halt a run, agent, user or tenant at its next model or tool call (and alert, with --policy)."""
@@ -133,7 +137,7 @@ def kill(
         validate_kill_ttl(ttl, "--ttl")
     except ValueError as exc:
         _fail(str(exc), 2)
-    guard = _open(policy, store, prefix)
+    guard = _open(policy, _fleet_store(store), prefix)
     try:
         key = guard.kill(run=run, agent=agent, user=user, tenant=tenant, ttl_s=ttl, clear=clear)
     except ValueError as exc:
@@ -214,10 +218,17 @@ def _open(paths: list[Path] | None, store: str | None, prefix: str) -> Guardian:
         raise typer.Exit(1) from None
 
 
-def _embedded_hint(store: str | None) -> str:
-    if (store or os.environ.get(STORE_URL_ENV) or "memory://").startswith("memory"):
-        return " (the embedded store lives inside each agent process: point --store at your Redis)"
-    return ""
+def _fleet_store(store: str | None) -> str:
+    """The URL of the fleet's store; the embedded store is refused (exit 2): the CLI runs in a process of
+    its own, so it would only see, kill and report on its own empty memory."""
+    url = store if store is not None else os.environ.get(STORE_URL_ENV)
+    if not url or url.startswith("memory"):
+        _fail(
+            "the embedded store lives inside each agent process, so the CLI cannot reach it: point --store "
+            f"or {STORE_URL_ENV} at the fleet's Redis (redis://, rediss:// or unix://)",
+            2,
+        )
+    return url
 
 
 def _status_json(row: BudgetStatus) -> dict[str, object]:

@@ -201,3 +201,38 @@ def test_kill_with_a_tenant_halts_that_tenant_only_and_says_so(redis_url: str, k
     model.invoke("q", config={"callbacks": [guard.callback(user="alice", tenant="acme")]})
     _refused(runner.invoke(app, ["kill", "--run", "r-1", "--tenant", "acme", *common]))
     guard.close()
+
+
+EMBEDDED = [[], ["--store", "memory://"], ["--store", "memory"], ["--store", ""]]
+
+
+@pytest.mark.parametrize("store", EMBEDDED)
+@pytest.mark.parametrize("command", [["kill", "--user", "alice"], ["status"]])
+def test_kill_and_status_refuse_the_embedded_store(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: list[str], command: list[str]
+) -> None:
+    """With no fleet store (no --store, no $GUARDIAN_STORE_URL, or memory://), kill and status would act on the
+    CLI's own empty in-memory store: they exit 2 explaining why and how to point them at Redis, and page no one."""
+    monkeypatch.delenv("GUARDIAN_STORE_URL", raising=False)
+    _SlackCapture.payloads = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlackCapture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    policy = tmp_path / "alerts.yaml"
+    url = f"http://127.0.0.1:{server.server_address[1]}/services/T0/B0/secret"
+    policy.write_text(f"version: 1\nalerts:\n  slack:\n    webhook_url: {url}\n")
+    try:
+        output = _refused(runner.invoke(app, [*command, *store, "--policy", str(policy)]))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "embedded store lives inside each agent process" in output
+    assert "--store" in output
+    assert "GUARDIAN_STORE_URL" in output
+    assert _SlackCapture.payloads == []
+
+
+def test_kill_refuses_an_embedded_store_named_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GUARDIAN_STORE_URL=memory:// is refused the same way: the CLI cannot reach an agent's memory."""
+    monkeypatch.setenv("GUARDIAN_STORE_URL", "memory://")
+    output = _refused(runner.invoke(app, ["kill", "--user", "alice"]))
+    assert "embedded store" in output
