@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from guardian import RunKilled
+from guardian.alerts import RecordingSink, format_blocks
 from guardian.keys import KeyBuilder, KillFlag
 from guardian.testing import ScriptedChatModel
 
@@ -88,3 +89,22 @@ def test_key_prefix_refuses_glob_characters() -> None:
     for prefix in ("*", "a?", "[x]:", "a\\b"):
         with pytest.raises(ValueError, match="glob"):
             KeyBuilder(prefix)
+
+
+def test_the_killed_alert_names_the_tenant_and_its_undo_clears_that_flag(make_guardian: GuardianFactory) -> None:
+    """An operator kill alerts with the kill's tenant (None when fleet-wide), and the Slack message's Undo
+    command carries --tenant exactly when the kill had one, so it clears the flag that was set."""
+    sink = RecordingSink(all_kinds=True)
+    guard = make_guardian(CAP, alert_sinks=[sink])
+    guard.kill(user="alice", tenant="acme")
+    guard.kill(user="bob")
+    assert guard.alerts.flush(5.0)
+    scoped, fleet = sink.alerts
+    assert (scoped.user, scoped.tenant, fleet.user, fleet.tenant) == ("alice", "acme", "bob", None)
+    assert "user 'alice' in tenant 'acme'" in scoped.reason
+    assert "user 'bob' in every tenant" in fleet.reason
+    undo = [format_blocks(a)[-1]["elements"][0]["text"] for a in (scoped, fleet)]
+    assert undo == [
+        "Undo: `guardian kill --user alice --tenant acme --clear`",
+        "Undo: `guardian kill --user bob --clear`",
+    ]
