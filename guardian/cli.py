@@ -98,7 +98,10 @@ def status(
         err.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
     finally:
+        warning = _persistence_warning(guard)
         guard.close()
+    if warning:
+        err.print(f"[yellow]warning[/yellow]: {escape(warning)}")
     if as_json:
         for row in rows:
             typer.echo(json.dumps(_status_json(row), sort_keys=True))
@@ -153,6 +156,41 @@ def kill(
         out.print(f"cleared the kill flag on {what} ({escape(key)})")
     else:
         out.print(f"killed {what} for {ttl:g}s ({escape(key)})")
+
+
+@app.command()
+def doctor(store: FleetStoreUrl = None, prefix: Prefix = DEFAULT_PREFIX) -> None:
+    """Check the fleet's Redis: reachable, persistent (or budgets reset on restart), and not evicting budget keys.
+
+    Exits 0 when healthy, 1 on any warning.
+    """
+    from guardian.doctor import diagnose
+    from guardian.store import RedisStore, open_store
+    from guardian.store.factory import redact_url
+
+    _check_prefix(prefix)
+    url = _fleet_store(store)
+    try:
+        opened = open_store(url)
+    except GuardianError as exc:
+        _fail(str(exc), 2)
+    try:
+        assert isinstance(opened, RedisStore)  # _fleet_store refused the embedded store
+        findings = diagnose(opened.client, KeyBuilder(prefix), redact_url(url))
+    finally:
+        opened.close()
+    colors = {"ok": "green", "warning": "yellow", "error": "red"}
+    for finding in findings:
+        color = colors[finding.level]
+        out.print(f"[{color}]{finding.level:<7}[/{color}] {finding.topic}: {escape(finding.message)}")
+    if any(f.level == "error" for f in findings):
+        out.print("the store could not be checked")
+        raise typer.Exit(1)
+    warnings = sum(f.level == "warning" for f in findings)
+    if warnings:
+        out.print(f"{warnings} warning(s): budgets in this Redis are at risk")
+        raise typer.Exit(1)
+    out.print("healthy")
 
 
 @app.command()
@@ -229,6 +267,13 @@ def _fleet_store(store: str | None) -> str:
             2,
         )
     return url
+
+
+def _persistence_warning(guard: Guardian) -> str | None:
+    from guardian.doctor import persistence_warning
+    from guardian.store import RedisStore
+
+    return persistence_warning(guard.store.client) if isinstance(guard.store, RedisStore) else None
 
 
 def _status_json(row: BudgetStatus) -> dict[str, object]:

@@ -53,7 +53,7 @@ def test_status_and_kill_work_against_the_fleet_store(redis_url: str, key_prefix
     common = ["--store", redis_url, "--prefix", key_prefix]
     status = runner.invoke(app, ["status", *common, "--budget", "daily", "--json"])
     assert status.exit_code == 0, status.output
-    (row,) = [json.loads(line) for line in status.output.splitlines()]
+    (row,) = [json.loads(line) for line in status.stdout.splitlines()]  # warnings go to stderr
     assert (row["budget"], row["tenant"], row["scope_key"]) == ("daily", "acme", "alice")
     assert row["spent"]["llm_calls"] == 1
     assert row["spent"]["cost_usd"] > 0
@@ -149,10 +149,12 @@ def _refused(result: Result, code: int = 2) -> str:
     ("prefix", "why"),
     [("{", "'{' or '}'"), ("guardian}:", "'{' or '}'"), ("*", "glob"), ("a?:", "glob"), ("[ab]:", "glob")],
 )
-def test_status_and_kill_refuse_a_prefix_with_braces_or_glob_characters(redis_url: str, prefix: str, why: str) -> None:
+def test_status_kill_and_doctor_refuse_a_prefix_with_braces_or_glob_characters(
+    redis_url: str, prefix: str, why: str
+) -> None:
     """--prefix with a brace (would change the hash slot) or a glob character (status would scan other
     prefixes' keys) is a usage error: exit 2 and one sentence, never a traceback."""
-    for command in (["status"], ["kill", "--user", "alice"]):
+    for command in (["status"], ["kill", "--user", "alice"], ["doctor"]):
         output = _refused(runner.invoke(app, [*command, "--store", redis_url, "--prefix", prefix]))
         assert why in output, output
 
