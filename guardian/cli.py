@@ -129,7 +129,7 @@ def kill(
         str | None, typer.Option("--tenant", help="Alone: the whole tenant. With --agent/--user: only in it.")
     ] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Lift the kill flag instead.")] = False,
-    ttl: Annotated[float, typer.Option(help="Seconds the flag lasts.")] = 86_400.0,
+    ttl: Annotated[float, typer.Option(help="Seconds the flag lasts (above 0, at most a year).")] = 86_400.0,
     policy: PolicyPaths = None,
     store: FleetStoreUrl = None,
     prefix: Prefix = DEFAULT_PREFIX,

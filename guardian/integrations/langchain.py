@@ -22,7 +22,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import LLMResult
 
-from guardian.errors import GuardianHalt, GuardianInternalError, IdentityError
+from guardian.errors import GuardianHalt, GuardianInternalError
 from guardian.identity import Identity
 from guardian.integrations.observe import ObservationTracker, tool_name
 from guardian.loops import Observation
@@ -123,6 +123,8 @@ class GuardianCallbackHandler(BaseCallbackHandler):
     def _identity_for(self, metadata: dict[str, Any] | None) -> Identity:
         if not metadata or not any(k in metadata for k in (*_IDENTITY_KEYS, "guardian_tags")):
             return self.identity
+        from guardian.errors import IdentityError
+
         names = {}
         for field in ("agent", "user", "tenant"):
             value = metadata.get(f"guardian_{field}")
