@@ -7,17 +7,18 @@ import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import structlog
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from guardian.amounts import usd
 from guardian.errors import GuardianError, PolicyError
-from guardian.guard import STORE_URL_ENV, BudgetStatus, Guardian
-from guardian.keys import DEFAULT_PREFIX
+from guardian.guard import STORE_URL_ENV, BudgetStatus, Guardian, describe_kill, validate_kill_ttl
+from guardian.keys import DEFAULT_PREFIX, KeyBuilder
 from guardian.policy import Policy, load_policy
 
 app = typer.Typer(
@@ -35,6 +36,10 @@ PolicyPaths = Annotated[
 StoreUrl = Annotated[
     str | None,
     typer.Option("--store", help=f"Store URL (default: ${STORE_URL_ENV}, else the embedded store)."),
+]
+FleetStoreUrl = Annotated[
+    str | None,
+    typer.Option("--store", help=f"The fleet's Redis, redis://, rediss:// or unix:// (default: ${STORE_URL_ENV})."),
 ]
 Prefix = Annotated[str, typer.Option("--prefix", help="Key prefix of the store.")]
 
@@ -76,37 +81,41 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="Policy files or d
 @app.command()
 def status(
     policy: PolicyPaths = None,
-    store: StoreUrl = None,
+    store: FleetStoreUrl = None,
     prefix: Prefix = DEFAULT_PREFIX,
     budget: Annotated[str | None, typer.Option(help="Only this budget.")] = None,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts.")] = False,
 ) -> None:
     """Live spend per budget and scope, read from the store."""
-    guard = _open(policy, store, prefix)
+    _check_prefix(prefix)
+    guard = _open(policy, _fleet_store(store), prefix)
     try:
         rows = guard.status(budget=budget, tenant=tenant)
-        kills = guard.kills()
+        kills = guard.kills(tenant=tenant)
         loops = [r for r in guard.loop_halts() if tenant is None or r[0] == tenant]
     except GuardianError as exc:
         err.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
     finally:
+        warning = _persistence_warning(guard)
         guard.close()
+    if warning:
+        err.print(f"[yellow]warning[/yellow]: {escape(warning)}")
     if as_json:
         for row in rows:
             typer.echo(json.dumps(_status_json(row), sort_keys=True))
-        for target, value in kills:
-            typer.echo(json.dumps({"killed": target, "value": value}))
+        for flag in kills:
+            typer.echo(json.dumps({"killed": flag.target, "value": flag.value, "tenant": flag.tenant}))
         for loop_tenant, agent, day, count in loops:
             typer.echo(json.dumps({"loop_halts": count, "tenant": loop_tenant, "agent": agent, "day": day}))
         return
     if not rows:
-        out.print("no spend recorded" + _embedded_hint(store))
+        out.print("no spend recorded")
     else:
         out.print(_status_table(rows))
-    for target, value in kills:
-        out.print(f"[red]killed[/red] {target} {value!r}")
+    for flag in kills:
+        out.print(f"[red]killed[/red] {escape(describe_kill(flag))}")
     for loop_tenant, agent, day, count in loops:
         out.print(f"loops detected on {day} (UTC): {count} in agent {agent!r} of tenant {loop_tenant!r}")
 
@@ -114,17 +123,24 @@ def status(
 @app.command()
 def kill(
     run: Annotated[str | None, typer.Option("--run", help="A run id.")] = None,
-    agent: Annotated[str | None, typer.Option("--agent")] = None,
-    user: Annotated[str | None, typer.Option("--user")] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
+    agent: Annotated[str | None, typer.Option("--agent", help="An agent (in every tenant, or in --tenant).")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="A user (in every tenant, or in --tenant).")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Alone: the whole tenant. With --agent/--user: only in it.")
+    ] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Lift the kill flag instead.")] = False,
-    ttl: Annotated[float, typer.Option(help="Seconds the flag lasts.")] = 86_400.0,
+    ttl: Annotated[float, typer.Option(help="Seconds the flag lasts (above 0, at most a year).")] = 86_400.0,
     policy: PolicyPaths = None,
-    store: StoreUrl = None,
+    store: FleetStoreUrl = None,
     prefix: Prefix = DEFAULT_PREFIX,
 ) -> None:
     """Halt a run, agent, user or tenant at its next model or tool call (and alert, with --policy)."""
-    guard = _open(policy, store, prefix)
+    _check_prefix(prefix)
+    try:
+        validate_kill_ttl(ttl, "--ttl")
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    guard = _open(policy, _fleet_store(store), prefix)
     try:
         key = guard.kill(run=run, agent=agent, user=user, tenant=tenant, ttl_s=ttl, clear=clear)
     except ValueError as exc:
@@ -135,7 +151,46 @@ def kill(
         raise typer.Exit(1) from None
     finally:
         guard.close()
-    out.print(f"{'cleared' if clear else 'set'} kill flag {key}" + ("" if clear else f" for {ttl:g}s"))
+    what = escape(describe_kill(guard.keys.parse_kill(key)))
+    if clear:
+        out.print(f"cleared the kill flag on {what} ({escape(key)})")
+    else:
+        out.print(f"killed {what} for {ttl:g}s ({escape(key)})")
+
+
+@app.command()
+def doctor(store: FleetStoreUrl = None, prefix: Prefix = DEFAULT_PREFIX) -> None:
+    """Check the fleet's Redis: reachable, persistent (or budgets reset on restart), and not evicting budget keys.
+
+    Exits 0 when healthy, 1 on any warning.
+    """
+    from guardian.doctor import diagnose
+    from guardian.store import RedisStore, open_store
+    from guardian.store.factory import redact_url
+
+    _check_prefix(prefix)
+    url = _fleet_store(store)
+    try:
+        opened = open_store(url)
+    except GuardianError as exc:
+        _fail(str(exc), 2)
+    try:
+        assert isinstance(opened, RedisStore)  # _fleet_store refused the embedded store
+        findings = diagnose(opened.client, KeyBuilder(prefix), redact_url(url))
+    finally:
+        opened.close()
+    colors = {"ok": "green", "warning": "yellow", "error": "red"}
+    for finding in findings:
+        color = colors[finding.level]
+        out.print(f"[{color}]{finding.level:<7}[/{color}] {finding.topic}: {escape(finding.message)}")
+    if any(f.level == "error" for f in findings):
+        out.print("the store could not be checked")
+        raise typer.Exit(1)
+    warnings = sum(f.level == "warning" for f in findings)
+    if warnings:
+        out.print(f"{warnings} warning(s): budgets in this Redis are at risk")
+        raise typer.Exit(1)
+    out.print("healthy")
 
 
 @app.command()
@@ -170,6 +225,19 @@ def alert_test(policy: PolicyPaths = None) -> None:
         raise typer.Exit(1) from None
 
 
+def _fail(message: str, code: int) -> NoReturn:
+    """One sentence on stderr and a non-zero exit: 2 for a usage mistake, 1 when the work failed."""
+    err.print(f"[red]error[/red]: {escape(message)}")
+    raise typer.Exit(code)
+
+
+def _check_prefix(prefix: str) -> None:
+    try:
+        KeyBuilder(prefix)
+    except ValueError as exc:
+        _fail(f"--prefix: {exc}", 2)
+
+
 def _load(paths: list[Path] | None) -> Policy:
     if not paths:
         return Policy()
@@ -188,10 +256,24 @@ def _open(paths: list[Path] | None, store: str | None, prefix: str) -> Guardian:
         raise typer.Exit(1) from None
 
 
-def _embedded_hint(store: str | None) -> str:
-    if (store or os.environ.get(STORE_URL_ENV) or "memory://").startswith("memory"):
-        return " (the embedded store lives inside each agent process: point --store at your Redis)"
-    return ""
+def _fleet_store(store: str | None) -> str:
+    """The URL of the fleet's store; the embedded store is refused (exit 2): the CLI runs in a process of
+    its own, so it would only see, kill and report on its own empty memory."""
+    url = store if store is not None else os.environ.get(STORE_URL_ENV)
+    if not url or url.startswith("memory"):
+        _fail(
+            "the embedded store lives inside each agent process, so the CLI cannot reach it: point --store "
+            f"or {STORE_URL_ENV} at the fleet's Redis (redis://, rediss:// or unix://)",
+            2,
+        )
+    return url
+
+
+def _persistence_warning(guard: Guardian) -> str | None:
+    from guardian.doctor import persistence_warning
+    from guardian.store import RedisStore
+
+    return persistence_warning(guard.store.client) if isinstance(guard.store, RedisStore) else None
 
 
 def _status_json(row: BudgetStatus) -> dict[str, object]:

@@ -14,6 +14,7 @@ __all__ = [
     "GuardianError",
     "GuardianHalt",
     "GuardianInternalError",
+    "IdentityError",
     "LoopDetected",
     "PolicyError",
     "PolicyProblem",
@@ -51,6 +52,10 @@ class PolicyError(GuardianError, ValueError):
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in policy"
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+class IdentityError(GuardianError, ValueError):
+    """An agent, user or tenant name is empty: None selects the default name, "" is a mistake."""
 
 
 class StoreError(GuardianError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import weakref
@@ -16,15 +17,16 @@ from guardian.alerts import Alert, AlertDispatcher, AlertSink, build_dispatcher
 from guardian.amounts import Amounts
 from guardian.identity import Identity
 from guardian.integrations.langchain import GuardianCallbackHandler
-from guardian.keys import DEFAULT_PREFIX, KeyBuilder, KillTarget
+from guardian.keys import DEFAULT_PREFIX, KeyBuilder, KillFlag, KillTarget
 from guardian.policy import Policy
 from guardian.renewal import HoldRenewer
 from guardian.store import RedisStore, Store, open_store
 from guardian.supervisor import Supervisor
 
-__all__ = ["STORE_URL_ENV", "BudgetStatus", "Guardian"]
+__all__ = ["MAX_KILL_TTL_S", "STORE_URL_ENV", "BudgetStatus", "Guardian", "describe_kill", "validate_kill_ttl"]
 
 STORE_URL_ENV = "GUARDIAN_STORE_URL"
+MAX_KILL_TTL_S = 365 * 86_400.0  # a kill flag lasts at most a year: every key has a TTL
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,27 +104,35 @@ class Guardian:
         ttl_s: float | None = 86_400.0,
         clear: bool = False,
     ) -> str:
-        """Set (or clear) a kill flag; every reservation checks it. Returns the key written."""
-        target, value = _one_target(run=run, agent=agent, user=user, tenant=tenant)
-        key = self.keys.kill(target, value)
+        """Set (or clear) a kill flag; every reservation checks it. Returns the key written.
+
+        Name one of ``run``, ``agent``, ``user``, or ``tenant`` alone (the whole tenant). An agent or user
+        with a ``tenant`` is killed in that tenant only; without one, in every tenant. ``clear`` lifts the
+        flag the same arguments would set.
+        """
+        flag = _one_target(run=run, agent=agent, user=user, tenant=tenant)
+        key = self.keys.kill(*flag)
         now = self.clock()
         if clear:
             self.store.clear_flag(key)
             return key
+        if ttl_s is not None:
+            validate_kill_ttl(ttl_s)
         self.store.set_flag(key, ttl_s, now=now)
+        target, value, scoped_to = flag
         self.alerts.submit(
             Alert(
                 kind="killed",
-                dedup_key=f"killed:{target}:{value}:{now:.3f}",
+                dedup_key=f"killed:{target}:{value}:{scoped_to or ''}:{now:.3f}",
                 dedup_ttl_s=ttl_s or 86_400.0,
                 occurred_at=now,
                 run_id=value if target == "run" else None,
                 agent=value if target == "agent" else None,
                 user=value if target == "user" else None,
-                tenant=value if target == "tenant" else None,
+                tenant=scoped_to,
                 scope=target,
                 scope_key=value,
-                reason=f"an operator killed {target} {value!r}: its next model or tool call is refused",
+                reason=f"an operator killed {describe_kill(flag)}: its next model or tool call is refused",
             )
         )
         return key
@@ -163,8 +173,11 @@ class Guardian:
             out.append((tenant, agent, day, value))
         return out
 
-    def kills(self) -> list[tuple[str, str]]:
-        return [self.keys.parse_kill(k) for k in self.store.flags(self.keys.kill_pattern(), self.clock())]
+    def kills(self, *, tenant: str | None = None) -> list[KillFlag]:
+        """The kill flags set now; with ``tenant``, only those that halt runs of that tenant (its own and
+        the fleet-wide ones)."""
+        flags = [self.keys.parse_kill(k) for k in self.store.flags(self.keys.kill_pattern(), self.clock())]
+        return [f for f in flags if tenant is None or f.tenant in (None, tenant)]
 
     def flush(self) -> None:
         """Make deferred commits durable (the Redis store batches them off the call path)."""
@@ -199,12 +212,38 @@ def _resolve_store(store: Store | redis.Redis | str | None) -> Store:
     return open_store(store)
 
 
-def _one_target(**targets: str | None) -> tuple[KillTarget, str]:
-    given = [(name, value) for name, value in targets.items() if value is not None and name != "tenant"]
-    if not given and targets.get("tenant") is not None:
-        return "tenant", str(targets["tenant"])
+def validate_kill_ttl(ttl_s: float, name: str = "ttl_s") -> None:
+    """A kill flag's lifetime: finite, above 0 and at most ``MAX_KILL_TTL_S``; else ``ValueError``."""
+    if not math.isfinite(ttl_s) or ttl_s <= 0:
+        raise ValueError(f"{name} must be a finite number of seconds above 0, not {ttl_s:g}")
+    if ttl_s > MAX_KILL_TTL_S:
+        raise ValueError(f"{name} must be at most a year ({MAX_KILL_TTL_S:.0f} seconds), not {ttl_s:g}")
+
+
+def describe_kill(flag: KillFlag) -> str:
+    """How a person reads a kill flag: ``user 'alice' in tenant 'acme'``, ``user 'alice' in every tenant``."""
+    target, value, tenant = flag
+    if target == "tenant":
+        return f"tenant {value!r}"
+    if target == "run":
+        return f"run {value!r}"
+    return f"{target} {value!r} " + ("in every tenant" if tenant is None else f"in tenant {tenant!r}")
+
+
+def _one_target(*, run: str | None, agent: str | None, user: str | None, tenant: str | None) -> KillFlag:
+    named: tuple[tuple[KillTarget, str | None], ...] = (("run", run), ("agent", agent), ("user", user))
+    given = [(target, value) for target, value in named if value is not None]
+    if not given and tenant is not None:
+        return KillFlag("tenant", tenant, tenant)
     if len(given) != 1:
-        raise ValueError("name exactly one of run, agent, user (tenant alone kills the whole tenant)")
-    name, value = given[0]
-    assert value is not None
-    return name, value  # type: ignore[return-value]
+        raise ValueError(
+            "name exactly one of run, agent, user (with tenant: only in that tenant); "
+            "tenant alone kills the whole tenant"
+        )
+    ((target, value),) = given
+    if target == "run" and tenant is not None:
+        raise ValueError("a run kill takes no tenant: a run id is unique across the fleet, so name the run alone")
+    for name, text in ((target, value), ("tenant", tenant)):
+        if text is not None and not text.strip():
+            raise ValueError(f"the {name} to kill is empty")
+    return KillFlag(target, value, tenant)

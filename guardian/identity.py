@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from guardian.errors import IdentityError
+
 __all__ = ["DEFAULT_NAME", "Identity"]
 
 DEFAULT_NAME = "default"
@@ -17,6 +19,14 @@ class Identity:
     tenant: str = DEFAULT_NAME
     tags: frozenset[str] = frozenset()
 
+    def __post_init__(self) -> None:
+        for field in ("agent", "user", "tenant"):
+            if not getattr(self, field).strip():
+                raise IdentityError(
+                    f"the {field} name is empty: pass a non-empty name, or None for the default "
+                    f"{field} ({DEFAULT_NAME!r})"
+                )
+
     @classmethod
     def of(
         cls,
@@ -25,7 +35,13 @@ class Identity:
         tenant: str | None = None,
         tags: Iterable[str] = (),
     ) -> Identity:
-        return cls(agent or DEFAULT_NAME, user or DEFAULT_NAME, tenant or DEFAULT_NAME, frozenset(tags))
+        """None selects ``default``; an empty or whitespace-only name raises ``IdentityError``."""
+        return cls(
+            DEFAULT_NAME if agent is None else agent,
+            DEFAULT_NAME if user is None else user,
+            DEFAULT_NAME if tenant is None else tenant,
+            frozenset(tags),
+        )
 
     def scope_key(self, scope: str, run_id: str) -> str:
         if scope == "run":

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import quote, unquote
 
-__all__ = ["DEFAULT_PREFIX", "BucketKey", "KeyBuilder", "KillTarget", "escape", "unescape"]
+__all__ = ["DEFAULT_PREFIX", "BucketKey", "KeyBuilder", "KillFlag", "KillTarget", "escape", "unescape"]
 
 DEFAULT_PREFIX = "guardian:"
 KillTarget = Literal["run", "agent", "user", "tenant"]
 _GLOBAL_TAG = "g"
 
 
+_GLOB = re.compile(r"[*?\[\]\\]")  # special in a Redis SCAN MATCH pattern
 _PLAIN = re.compile(r"[A-Za-z0-9_.\-~@+]+")
 
 
@@ -46,10 +47,26 @@ class BucketKey:
     window: str
 
 
+class KillFlag(NamedTuple):
+    """A kill flag: ``target`` and ``value`` (say ``user``, ``alice``) and the tenant it is scoped to.
+
+    ``tenant`` is None for a fleet-wide kill (every tenant), and the tenant itself for a tenant kill.
+    """
+
+    target: KillTarget
+    value: str
+    tenant: str | None = None
+
+
 class KeyBuilder:
     def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
         if "{" in prefix or "}" in prefix:
-            raise ValueError("the key prefix may not contain '{' or '}': they would change the hash slot")
+            raise ValueError(f"the key prefix {prefix!r} may not contain '{{' or '}}': they would change the hash slot")
+        if _GLOB.search(prefix):
+            raise ValueError(
+                f"the key prefix {prefix!r} may not contain the glob characters * ? [ ] or \\: "
+                "`guardian status` scans the prefix, so they would match other prefixes' keys too"
+            )
         self.prefix = prefix
 
     def _tag(self, tenant: str | None) -> str:
@@ -62,10 +79,16 @@ class KeyBuilder:
     def call_marker(self, tenant: str | None, call_id: str) -> str:
         return f"{self.prefix}{{{self._tag(tenant)}}}:c:{escape(call_id)}"
 
-    def kill(self, target: KillTarget, value: str) -> str:
-        """A tenant's kill lives in the tenant's slot; run, agent and user kills are fleet-wide."""
-        tag = self._tag(value if target == "tenant" else None)
-        return f"{self.prefix}{{{tag}}}:k:{target}:{escape(value)}"
+    def kill(self, target: KillTarget, value: str, tenant: str | None = None) -> str:
+        """A tenant's kill, and an agent or user kill scoped to a tenant, live in the tenant's slot; a run kill
+        and an agent or user kill without a tenant are fleet-wide (``{g}``)."""
+        if target == "tenant":
+            if tenant is not None and tenant != value:
+                raise ValueError(f"a tenant kill names one tenant, got {value!r} and {tenant!r}")
+            tenant = value
+        elif target == "run" and tenant is not None:
+            raise ValueError("a run kill takes no tenant: a run id is unique across the fleet")
+        return f"{self.prefix}{{{self._tag(tenant)}}}:k:{target}:{escape(value)}"
 
     def counter(self, kind: str, tenant: str, agent: str, window: str) -> str:
         return f"{self.prefix}{{{self._tag(tenant)}}}:n:{escape(kind)}:{escape(agent)}:{escape(window)}"
@@ -102,12 +125,15 @@ class KeyBuilder:
         budget, scope, scope_key, window = (unescape(p) for p in parts)
         return BucketKey(self._tenant_of(tag), budget, scope, scope_key, window)
 
-    def parse_kill(self, key: str) -> tuple[KillTarget, str]:
-        _tag, kind, rest = self._split(key)
+    def parse_kill(self, key: str) -> KillFlag:
+        tag, kind, rest = self._split(key)
         target, _, value = rest.partition(":")
         if kind != "k" or target not in ("run", "agent", "user", "tenant"):
             raise ValueError(f"not a kill key: {key!r}")
-        return target, unescape(value)  # type: ignore[return-value]
+        name, tenant = unescape(value), self._tenant_of(tag)
+        if (target == "tenant" and tenant != name) or (target == "run" and tenant is not None):
+            raise ValueError(f"malformed kill key: {key!r}")
+        return KillFlag(target, name, tenant)  # type: ignore[arg-type]
 
     def _split(self, key: str) -> tuple[str, str, str]:
         if not key.startswith(self.prefix + "{"):

@@ -225,17 +225,20 @@ class Supervisor:
                 key = self.keys.bucket(BucketKey(identity.tenant, budget.name, "run", PLACEHOLDER, "run"))
                 assert key.endswith(tail)
                 run_keys.append((budget, key[: -len(tail)] + ":", ":run"))
-        pairs: list[tuple[KillTarget, str]] = [
-            ("agent", identity.agent),
-            ("user", identity.user),
-            ("tenant", identity.tenant),
+        # An agent or user is killed fleet-wide or in one tenant: check both flags (one EXISTS in the ledger).
+        flags: list[tuple[KillTarget, str, str | None]] = [
+            ("agent", identity.agent, None),
+            ("agent", identity.agent, identity.tenant),
+            ("user", identity.user, None),
+            ("user", identity.user, identity.tenant),
+            ("tenant", identity.tenant, None),
         ]
         plan = _Plan(
             budgets=budgets,
             budget_names=tuple(b.name for b in budgets),
             fields=identity.log_fields(),
             loop_rule=self.policy.loop_rule_for(identity),
-            kill_checks=[KillCheck(self.keys.kill(t, v), t, v) for t, v in pairs],
+            kill_checks=[KillCheck(self.keys.kill(t, v, tenant), t, v) for t, v, tenant in flags],
             run_keys=run_keys,
         )
         if len(self._plans) > 10_000:

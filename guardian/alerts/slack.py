@@ -1,8 +1,12 @@
 """The Slack sink: Block Kit messages through slack-sdk, with retries whose sleeps are injectable.
 
 ``format_blocks`` is pure, so tests (ours and yours) can assert the exact payload.
-Every value that comes from a policy or a run is escaped for Slack's mrkdwn, so an
-agent named ``<!channel>`` cannot ping a whole channel.
+Every value that comes from a policy or a run is escaped for Slack's mrkdwn: ``&``, ``<`` and ``>``
+become entities, a zero-width space follows every ``@`` (so ``@channel`` stays text even with
+``link_names``), and names (agent, user, tenant, run, budget, scope key) are set in inline code so
+``*bold*`` or backticks in a name cannot restyle the message. An agent named ``<!channel>`` or
+``@here`` pings no one. Commands keep names copyable: a name with ``@`` or a backtick is written
+in ANSI-C shell quoting (``$'\\x40here'`` is ``@here`` in bash or zsh).
 """
 
 from __future__ import annotations
@@ -38,9 +42,11 @@ __all__ = [
     "SlackSink",
     "build_retry_handlers",
     "escape_mrkdwn",
+    "escape_value",
     "format_amount",
     "format_blocks",
     "format_mention",
+    "format_name",
     "format_text",
     "send_test_alert",
 ]
@@ -57,6 +63,8 @@ _METRIC_LABELS = {
     "tool_calls": "Tool calls",
 }
 _KILL_TARGETS = ("run", "agent", "user", "tenant")
+_ZWSP = "\u200b"  # after '@' so Slack never reads a mention: '@here' shows as '@here', pings no one
+_SHELL_HEX = frozenset("@`")  # written as \xHH in a command, so they never reach Slack as such
 _SPECIAL_MENTIONS = {"here": "<!here>", "channel": "<!channel>", "everyone": "<!everyone>"}
 _HEADER_MAX = 150  # Slack's limit for a header's plain text
 _TEXT_MAX = 2900  # a section's text may hold 3000 characters
@@ -74,6 +82,22 @@ _RETRYABLE_API_ERRORS = frozenset(
 def escape_mrkdwn(text: str) -> str:
     """Slack's three control characters; everything else is shown as written."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_value(text: str) -> str:
+    """Text from a run or a policy in mrkdwn: ``escape_mrkdwn``, and no ``@`` Slack could read as a mention."""
+    return escape_mrkdwn(text).replace("@", "@" + _ZWSP)
+
+
+def format_name(name: str) -> str:
+    """A name (agent, user, tenant, run id, budget, scope key) in inline code: no mention, no styling. A
+    backtick would end the code span, so it is shown as 'ˋ'; line breaks become spaces."""
+    return "`" + escape_value(" ".join(name.replace("`", "ˋ").splitlines())) + "`"
+
+
+def _plain(text: str) -> str:
+    """A name in a ``plain_text`` object (the header): never markup, and no '@' or '<' read as a mention."""
+    return text.replace("@", "@" + _ZWSP).replace("<", "<" + _ZWSP)
 
 
 def format_mention(mention: str | None) -> str | None:
@@ -104,8 +128,16 @@ def _percent(fraction: float) -> str:
     return f"{fraction * 100:g}%"
 
 
+def _needs_hex(ch: str) -> bool:
+    return ch in _SHELL_HEX or ord(ch) < 0x20 or ch == "\x7f"
+
+
 def _quote_arg(value: str) -> str:
-    return escape_mrkdwn(shlex.quote(value))
+    """A shell argument for a command shown in inline code: copied, it names exactly ``value``."""
+    if not any(map(_needs_hex, value)):
+        return escape_mrkdwn(shlex.quote(value))
+    quoted = "".join(f"\\x{ord(ch):02x}" if _needs_hex(ch) else "\\" + ch if ch in "\\'" else ch for ch in value)
+    return escape_mrkdwn(f"$'{quoted}'")  # bash and zsh read \xHH inside $'...'
 
 
 def _metrics(alert: Alert) -> list[str]:
@@ -141,13 +173,13 @@ def _title(alert: Alert) -> tuple[str, str, str | None]:
 
 def _headline(alert: Alert) -> str:
     emoji, what, subject = _title(alert)
-    text = f"{emoji} {what}" + (f": {subject}" if subject else "")
+    text = f"{emoji} {what}" + (f": {_plain(subject)}" if subject else "")
     return text if len(text) <= _HEADER_MAX else text[: _HEADER_MAX - 1] + "…"
 
 
 def _summary(alert: Alert) -> str:
-    budget = f"Budget *{escape_mrkdwn(alert.budget)}*" if alert.budget else "A budget"
-    run = f"Run `{escape_mrkdwn(alert.run_id)}`" if alert.run_id else "A run"
+    budget = f"Budget {format_name(alert.budget)}" if alert.budget else "A budget"
+    run = f"Run {format_name(alert.run_id)}" if alert.run_id else "A run"
     if alert.kind == "threshold":
         share = "a threshold" if alert.threshold is None else _percent(alert.threshold)
         return f"{budget} has used {share} of its limit."
@@ -170,21 +202,26 @@ def _field(label: str, value: str) -> dict[str, Any]:
 
 def _who_fields(alert: Alert) -> list[dict[str, Any]]:
     fields: list[dict[str, Any]] = []
-    for label, value in (("Agent", alert.agent), ("User", alert.user), ("Tenant", alert.tenant)):
+    names = (("Agent", alert.agent), ("User", alert.user), ("Tenant", alert.tenant), ("Run", alert.run_id))
+    for label, value in (*names, ("Budget", alert.budget)):
         if value is not None:
-            fields.append(_field(label, escape_mrkdwn(value)))
-    if alert.run_id is not None:
-        fields.append(_field("Run", f"`{escape_mrkdwn(alert.run_id)}`"))
-    if alert.budget is not None:
-        fields.append(_field("Budget", escape_mrkdwn(alert.budget)))
+            fields.append(_field(label, format_name(value)))
     if alert.scope is not None:
-        scope = escape_mrkdwn(alert.scope)
+        scope = escape_value(alert.scope)
         if alert.scope_key is not None:
-            scope += f" `{escape_mrkdwn(alert.scope_key)}`"
+            scope += f" {format_name(alert.scope_key)}"
         fields.append(_field("Scope", scope))
     if alert.window is not None:
-        fields.append(_field("Window", escape_mrkdwn(alert.window)))
+        fields.append(_field("Window", escape_value(alert.window)))
     return fields
+
+
+def _kill_args(target: str, value: str, tenant: str | None) -> str:
+    """``--user alice --tenant acme``: an agent or user is killed in its tenant only when it has one."""
+    args = f"--{target} {_quote_arg(value)}"
+    if target in ("agent", "user") and tenant is not None:
+        args += f" --tenant {_quote_arg(tenant)}"
+    return args
 
 
 def _kill_target(alert: Alert) -> tuple[str, str] | None:
@@ -209,13 +246,13 @@ def _commands(alert: Alert) -> list[str]:
         commands.append(f"Inspect: `guardian status --budget {_quote_arg(alert.budget)}`")
     if alert.kind == "killed":
         if alert.scope in _KILL_TARGETS and alert.scope_key is not None:
-            commands.append(f"Undo: `guardian kill --{alert.scope} {_quote_arg(alert.scope_key)} --clear`")
+            commands.append(f"Undo: `guardian kill {_kill_args(alert.scope, alert.scope_key, alert.tenant)} --clear`")
         elif alert.run_id is not None:
             commands.append(f"Undo: `guardian kill --run {_quote_arg(alert.run_id)} --clear`")
         return commands
     target = _kill_target(alert)
     if target is not None:
-        commands.append(f"Stop it: `guardian kill --{target[0]} {_quote_arg(target[1])}`")
+        commands.append(f"Stop it: `guardian kill {_kill_args(*target, alert.tenant)}`")
     return commands
 
 
@@ -246,10 +283,10 @@ def format_blocks(alert: Alert, mention: str | None = None) -> list[dict[str, An
         blocks.append({"type": "section", "fields": usage[:10]})
     if alert.reason:
         label = "Loop signal" if alert.kind == "loop" else "Reason"
-        quoted = "\n".join(f">{line}" for line in escape_mrkdwn(alert.reason).splitlines())
+        quoted = "\n".join(f">{line}" for line in escape_value(alert.reason).splitlines())
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _clip(f"*{label}*\n{quoted}", _TEXT_MAX)}})
     if alert.action_hint:
-        hint = _clip(f"*What to do*\n{escape_mrkdwn(alert.action_hint)}", _TEXT_MAX)
+        hint = _clip(f"*What to do*\n{escape_value(alert.action_hint)}", _TEXT_MAX)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": hint}})
     context = [{"type": "mrkdwn", "text": _clip(c, _FIELD_MAX)} for c in _commands(alert)]
     context.append({"type": "mrkdwn", "text": _when(alert)})
@@ -260,9 +297,9 @@ def format_blocks(alert: Alert, mention: str | None = None) -> list[dict[str, An
 def format_text(alert: Alert, mention: str | None = None) -> str:
     """The plain-text fallback Slack shows in notifications and where blocks cannot render."""
     _emoji, what, subject = _title(alert)
-    parts = [format_mention(mention), f"{what}: {escape_mrkdwn(subject)}." if subject else f"{what}."]
+    parts = [format_mention(mention), f"{what}: {escape_value(subject)}." if subject else f"{what}."]
     if alert.reason:
-        parts.append(_clip(escape_mrkdwn(" ".join(alert.reason.split())), 300))
+        parts.append(_clip(escape_value(" ".join(alert.reason.split())), 300))
     return " ".join(p for p in parts if p)
 
 

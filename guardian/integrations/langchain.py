@@ -25,7 +25,7 @@ from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import LLMResult
 from langchain_core.tools import BaseTool
 
-from guardian.errors import GuardianHalt, GuardianInternalError
+from guardian.errors import GuardianHalt, GuardianInternalError, IdentityError
 from guardian.identity import Identity
 from guardian.integrations.observe import ObservationTracker, tool_name
 from guardian.loops import Observation
@@ -60,8 +60,8 @@ def _guarded(*, before_spend: bool) -> Callable[[_Method], _Method]:
         def guarded(self: GuardianCallbackHandler, *args: Any, **kwargs: Any) -> None:
             try:
                 method(self, *args, **kwargs)
-            except GuardianHalt:
-                raise
+            except (GuardianHalt, IdentityError):
+                raise  # a halt, or the application's own mistake (an empty name): the caller must see it as is
             except Exception as exc:
                 run_id = kwargs.get("run_id")
                 # No traceback and no exception text: their frames' locals and messages can hold the prompt, the
@@ -150,12 +150,19 @@ class GuardianCallbackHandler(BaseCallbackHandler):
     def _identity_for(self, metadata: dict[str, Any] | None) -> Identity:
         if not metadata or not any(k in metadata for k in (*_IDENTITY_KEYS, "guardian_tags")):
             return self.identity
-        return Identity.of(
-            agent=str(metadata.get("guardian_agent") or self.identity.agent),
-            user=str(metadata.get("guardian_user") or self.identity.user),
-            tenant=str(metadata.get("guardian_tenant") or self.identity.tenant),
-            tags=self.identity.tags | _tags(metadata.get("guardian_tags")),
-        )
+        names = {}
+        for field in ("agent", "user", "tenant"):
+            value = metadata.get(f"guardian_{field}")
+            if value is None:  # absent or None: the handler's own name
+                names[field] = str(getattr(self.identity, field))
+            elif not str(value).strip():
+                raise IdentityError(
+                    f"config metadata guardian_{field} is empty: give a non-empty name, or leave the key out "
+                    f"to use the handler's {field} ({getattr(self.identity, field)!r})"
+                )
+            else:
+                names[field] = str(value)
+        return Identity.of(**names, tags=self.identity.tags | _tags(metadata.get("guardian_tags")))
 
     @property
     def active_runs(self) -> int:

@@ -180,7 +180,10 @@ class RedisStore(Store):
         try:
             client = redis.Redis.from_url(url, **client_options)
         except ValueError as exc:
-            raise StoreError(f"invalid Redis URL {url!r}: {exc}") from exc
+            from guardian.store.factory import redact_text, redact_url
+
+            # Neither the URL nor redis-py's message may carry the password into a log: no chained cause either.
+            raise StoreError(f"invalid Redis URL {redact_url(url)!r}: {redact_text(str(exc), url)}") from None
         return cls(client, owns_client=True, **kwargs)
 
     # -- ledger ------------------------------------------------------------------------------------------

@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 
 WHEN = "Guardian · <!date^1767600000^{date_short_pretty} {time_secs}|2026-01-05 08:00:00 UTC>"
 WHO = [
-    {"type": "mrkdwn", "text": "*Agent*\nsupport-bot"},
-    {"type": "mrkdwn", "text": "*User*\nalice"},
-    {"type": "mrkdwn", "text": "*Tenant*\nacme"},
+    {"type": "mrkdwn", "text": "*Agent*\n`support-bot`"},
+    {"type": "mrkdwn", "text": "*User*\n`alice`"},
+    {"type": "mrkdwn", "text": "*Tenant*\n`acme`"},
     {"type": "mrkdwn", "text": "*Run*\n`run-7f3a`"},
-    {"type": "mrkdwn", "text": "*Budget*\nuser-daily"},
+    {"type": "mrkdwn", "text": "*Budget*\n`user-daily`"},
     {"type": "mrkdwn", "text": "*Scope*\nuser `alice`"},
     {"type": "mrkdwn", "text": "*Window*\nday:2026-01-05"},
 ]
@@ -55,7 +55,7 @@ def test_threshold_payload(make_alert: Callable[..., Alert]) -> None:
     )
     assert format_blocks(alert, None) == [
         _header(":warning: Budget at 80%: user-daily"),
-        _section("Budget *user-daily* has used 80% of its limit."),
+        _section("Budget `user-daily` has used 80% of its limit."),
         {"type": "section", "fields": WHO},
         {
             "type": "section",
@@ -67,7 +67,7 @@ def test_threshold_payload(make_alert: Callable[..., Alert]) -> None:
         _section("*Reason*\n>budget user-daily passed 80% of its cost_usd limit"),
         _context(
             "Inspect: `guardian status --budget user-daily`",
-            "Stop it: `guardian kill --user alice`",
+            "Stop it: `guardian kill --user alice --tenant acme`",
             WHEN,
         ),
     ]
@@ -91,7 +91,7 @@ def test_exceeded_payload_with_mention_and_halt_message(make_alert: Callable[...
     assert not set("&<>\n") & set(str(halt))  # so the message is shown verbatim
     assert format_blocks(alert, "<!subteam^S0123>") == [
         _header(":rotating_light: Budget exceeded: user-daily"),
-        _section("<!subteam^S0123> Budget *user-daily* has reached its limit."),
+        _section("<!subteam^S0123> Budget `user-daily` has reached its limit."),
         {"type": "section", "fields": WHO},
         {
             "type": "section",
@@ -104,7 +104,7 @@ def test_exceeded_payload_with_mention_and_halt_message(make_alert: Callable[...
         _section("*What to do*\nRaise the limit or wait for tomorrow."),
         _context(
             "Inspect: `guardian status --budget user-daily`",
-            "Stop it: `guardian kill --user alice`",
+            "Stop it: `guardian kill --user alice --tenant acme`",
             WHEN,
         ),
     ]
@@ -128,15 +128,15 @@ def test_killed_payload(make_alert: Callable[..., Alert]) -> None:
         {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": "*Agent*\nsupport-bot"},
-                {"type": "mrkdwn", "text": "*User*\nalice"},
-                {"type": "mrkdwn", "text": "*Tenant*\nacme"},
+                {"type": "mrkdwn", "text": "*Agent*\n`support-bot`"},
+                {"type": "mrkdwn", "text": "*User*\n`alice`"},
+                {"type": "mrkdwn", "text": "*Tenant*\n`acme`"},
                 {"type": "mrkdwn", "text": "*Run*\n`run-7f3a`"},
                 {"type": "mrkdwn", "text": "*Scope*\nagent `support-bot`"},
             ],
         },
         _section("*Reason*\n>run halted: agent 'support-bot' was killed by an operator"),
-        _context("Undo: `guardian kill --agent support-bot --clear`", WHEN),
+        _context("Undo: `guardian kill --agent support-bot --tenant acme --clear`", WHEN),
     ]
 
 
@@ -188,6 +188,73 @@ def test_values_from_runs_are_escaped(make_alert: Callable[..., Alert]) -> None:
     assert "&lt;!channel&gt;" in payload
     assert "guardian status --budget 'a&amp;b'" in payload
     assert "guardian kill --user 'x y'" in payload
+
+
+Z = "\u200b"  # the zero-width space that follows every '@' from a name
+
+
+def test_hostile_names_reach_slack_as_inert_text(
+    fake_slack: FakeSlack, webhook_config: SlackConfig, make_alert: Callable[..., Alert]
+) -> None:
+    """Names that are Slack markup (`<!here>`, `<@U123>`), bare mentions (`@channel`, `@here`), styling
+    (`*acme*`) or backticks are delivered as inert text, in every place a name appears: header, summary,
+    fields, reason, hint, commands and the text fallback. Names sit in inline code; every '@' from a
+    name is followed by a zero-width space; commands stay copyable ($'\\x40here' is '@here' in a shell)."""
+    alert = make_alert(
+        agent="@channel",
+        user="<!here>",
+        tenant="*acme*",
+        run_id="run`x`",
+        budget="<@U123> team",
+        scope_key="@here",
+        spent={"cost_usd": 1_250_000},
+        limit={"cost_usd": 1_000_000},
+        reason="budget '<@U123> team' of user '@here' would pass",
+        action_hint="ask @channel",
+    )
+    SlackSink(webhook_config).send(alert)
+    (request,) = fake_slack.delivered
+    assert request.body == {
+        "text": f"Budget exceeded: &lt;@{Z}U123&gt; team. budget '&lt;@{Z}U123&gt; team' of user '@{Z}here' would pass",
+        "blocks": [
+            _header(f":rotating_light: Budget exceeded: <{Z}@{Z}U123> team"),
+            _section(f"Budget `&lt;@{Z}U123&gt; team` has reached its limit."),
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*Agent*\n`@{Z}channel`"},
+                    {"type": "mrkdwn", "text": "*User*\n`&lt;!here&gt;`"},
+                    {"type": "mrkdwn", "text": "*Tenant*\n`*acme*`"},
+                    {"type": "mrkdwn", "text": "*Run*\n`runˋxˋ`"},
+                    {"type": "mrkdwn", "text": f"*Budget*\n`&lt;@{Z}U123&gt; team`"},
+                    {"type": "mrkdwn", "text": f"*Scope*\nuser `@{Z}here`"},
+                    {"type": "mrkdwn", "text": "*Window*\nday:2026-01-05"},
+                ],
+            },
+            {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Cost*\n$1.25 of $1.00 (125%)"}]},
+            _section(f"*Reason*\n>budget '&lt;@{Z}U123&gt; team' of user '@{Z}here' would pass"),
+            _section(f"*What to do*\nask @{Z}channel"),
+            _context(
+                "Inspect: `guardian status --budget $'&lt;\\x40U123&gt; team'`",
+                "Stop it: `guardian kill --user $'\\x40here' --tenant '*acme*'`",
+                WHEN,
+            ),
+        ],
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+    raw = request.raw.decode()
+    for mention in ("<!here>", "<!channel>", "<@U123>", "@here", "@channel"):
+        assert mention not in json.loads(raw)["text"]
+        assert mention not in json.dumps(request.body, ensure_ascii=False)
+
+
+def test_a_run_id_with_a_backtick_stays_one_copyable_command(make_alert: Callable[..., Alert]) -> None:
+    """A loop alert's command for a run id with a backtick or newline is one code span that, pasted into
+    bash or zsh, names exactly that run."""
+    alert = make_alert(kind="loop", budget=None, scope=None, scope_key=None, run_id="r`1\n2'")
+    context = format_blocks(alert)[-1]["elements"][0]["text"]
+    assert context == "Stop it: `guardian kill --run $'r\\x601\\x0a2\\''`"
 
 
 def test_all_metrics_in_a_fixed_order(make_alert: Callable[..., Alert]) -> None:

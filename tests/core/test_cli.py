@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
-from guardian import Guardian, Policy
+from guardian import Guardian, Policy, RunKilled
 from guardian.cli import app
+from guardian.keys import KillFlag
 from guardian.testing import ScriptedChatModel
 
 runner = CliRunner()
@@ -52,7 +53,7 @@ def test_status_and_kill_work_against_the_fleet_store(redis_url: str, key_prefix
     common = ["--store", redis_url, "--prefix", key_prefix]
     status = runner.invoke(app, ["status", *common, "--budget", "daily", "--json"])
     assert status.exit_code == 0, status.output
-    (row,) = [json.loads(line) for line in status.output.splitlines()]
+    (row,) = [json.loads(line) for line in status.stdout.splitlines()]  # warnings go to stderr
     assert (row["budget"], row["tenant"], row["scope_key"]) == ("daily", "acme", "alice")
     assert row["spent"]["llm_calls"] == 1
     assert row["spent"]["cost_usd"] > 0
@@ -61,8 +62,8 @@ def test_status_and_kill_work_against_the_fleet_store(redis_url: str, key_prefix
     assert "Guardian spend" in table.output
     killed = runner.invoke(app, ["kill", "--user", "alice", *common])
     assert killed.exit_code == 0, killed.output
-    assert ("user", "alice") in guard.kills()
-    assert "killed user 'alice'" in runner.invoke(app, ["status", *common]).output
+    assert KillFlag("user", "alice") in guard.kills()
+    assert "killed user 'alice' in every tenant" in runner.invoke(app, ["status", *common]).output
     assert runner.invoke(app, ["kill", "--user", "alice", "--clear", *common]).exit_code == 0
     assert guard.kills() == []
     assert runner.invoke(app, ["kill", *common]).exit_code == 2
@@ -132,3 +133,108 @@ def test_alert_test_sends_one_message_to_the_configured_webhook(tmp_path: Path) 
     assert len(_SlackCapture.payloads) == 1
     assert "secret" not in result.output
     assert missing.exit_code == 2
+
+
+def _refused(result: Result, code: int = 2) -> str:
+    """The command failed with ``code`` and one error line, no traceback; returns that output."""
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # not an uncaught error
+    assert "Traceback" not in result.output
+    assert "error" in result.output
+    return result.output
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    ("prefix", "why"),
+    [("{", "'{' or '}'"), ("guardian}:", "'{' or '}'"), ("*", "glob"), ("a?:", "glob"), ("[ab]:", "glob")],
+)
+def test_status_kill_and_doctor_refuse_a_prefix_with_braces_or_glob_characters(
+    redis_url: str, prefix: str, why: str
+) -> None:
+    """--prefix with a brace (would change the hash slot) or a glob character (status would scan other
+    prefixes' keys) is a usage error: exit 2 and one sentence, never a traceback."""
+    for command in (["status"], ["kill", "--user", "alice"], ["doctor"]):
+        output = _refused(runner.invoke(app, [*command, "--store", redis_url, "--prefix", prefix]))
+        assert why in output, output
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("ttl", ["inf", "nan", "-5", "0", "31622401"])
+def test_kill_refuses_a_ttl_that_is_not_a_positive_finite_time_up_to_a_year(
+    redis_url: str, key_prefix: str, ttl: str
+) -> None:
+    """--ttl must be finite, above 0 and at most a year; anything else exits 2 and sets no flag."""
+    common = ["--store", redis_url, "--prefix", key_prefix]
+    output = _refused(runner.invoke(app, ["kill", "--user", "alice", "--ttl", ttl, *common]))
+    assert "--ttl" in output
+    with Guardian(Policy(), store=redis_url, key_prefix=key_prefix) as guard:
+        assert guard.kills() == []
+
+
+@pytest.mark.redis
+def test_kill_with_a_tenant_halts_that_tenant_only_and_says_so(redis_url: str, key_prefix: str) -> None:
+    """`kill --user alice --tenant acme` halts alice in acme, not in beta, and says so; without --tenant the
+    CLI says the kill is fleet-wide; status lists each flag with its tenant; --clear lifts the flag it set."""
+    common = ["--store", redis_url, "--prefix", key_prefix]
+    guard = Guardian(Policy(), store=redis_url, key_prefix=key_prefix)
+    model = ScriptedChatModel(replies=["x"], cycle=True, max_tokens=5)
+    scoped = runner.invoke(app, ["kill", "--user", "alice", "--tenant", "acme", *common])
+    assert scoped.exit_code == 0, scoped.output
+    assert "killed user 'alice' in tenant 'acme'" in scoped.stdout
+    with pytest.raises(RunKilled):
+        model.invoke("q", config={"callbacks": [guard.callback(user="alice", tenant="acme")]})
+    model.invoke("q", config={"callbacks": [guard.callback(user="alice", tenant="beta")]})
+    fleet = runner.invoke(app, ["kill", "--agent", "bot", *common])
+    assert "killed agent 'bot' in every tenant" in fleet.stdout
+    status = runner.invoke(app, ["status", *common]).stdout
+    assert "killed user 'alice' in tenant 'acme'" in status
+    assert "killed agent 'bot' in every tenant" in status
+    beta = [
+        json.loads(line)
+        for line in runner.invoke(app, ["status", *common, "--tenant", "beta", "--json"]).stdout.splitlines()
+    ]
+    assert beta == [{"killed": "agent", "value": "bot", "tenant": None}]  # acme's kill does not halt beta
+    assert runner.invoke(app, ["kill", "--user", "alice", "--clear", *common]).exit_code == 0
+    assert KillFlag("user", "alice", "acme") in guard.kills()  # the fleet-wide flag was not the one set
+    cleared = runner.invoke(app, ["kill", "--user", "alice", "--tenant", "acme", "--clear", *common])
+    assert "cleared the kill flag on user 'alice' in tenant 'acme'" in cleared.stdout
+    assert guard.kills() == [KillFlag("agent", "bot")]
+    model.invoke("q", config={"callbacks": [guard.callback(user="alice", tenant="acme")]})
+    _refused(runner.invoke(app, ["kill", "--run", "r-1", "--tenant", "acme", *common]))
+    guard.close()
+
+
+EMBEDDED = [[], ["--store", "memory://"], ["--store", "memory"], ["--store", ""]]
+
+
+@pytest.mark.parametrize("store", EMBEDDED)
+@pytest.mark.parametrize("command", [["kill", "--user", "alice"], ["status"]])
+def test_kill_and_status_refuse_the_embedded_store(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: list[str], command: list[str]
+) -> None:
+    """With no fleet store (no --store, no $GUARDIAN_STORE_URL, or memory://), kill and status would act on the
+    CLI's own empty in-memory store: they exit 2 explaining why and how to point them at Redis, and page no one."""
+    monkeypatch.delenv("GUARDIAN_STORE_URL", raising=False)
+    _SlackCapture.payloads = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlackCapture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    policy = tmp_path / "alerts.yaml"
+    url = f"http://127.0.0.1:{server.server_address[1]}/services/T0/B0/secret"
+    policy.write_text(f"version: 1\nalerts:\n  slack:\n    webhook_url: {url}\n")
+    try:
+        output = _refused(runner.invoke(app, [*command, *store, "--policy", str(policy)]))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "embedded store lives inside each agent process" in output
+    assert "--store" in output
+    assert "GUARDIAN_STORE_URL" in output
+    assert _SlackCapture.payloads == []
+
+
+def test_kill_refuses_an_embedded_store_named_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GUARDIAN_STORE_URL=memory:// is refused the same way: the CLI cannot reach an agent's memory."""
+    monkeypatch.setenv("GUARDIAN_STORE_URL", "memory://")
+    output = _refused(runner.invoke(app, ["kill", "--user", "alice"]))
+    assert "embedded store" in output
