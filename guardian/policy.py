@@ -14,14 +14,22 @@ from decimal import Decimal
 from fnmatch import fnmatchcase
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from guardian.alerts.config import AlertsConfig
-from guardian.amounts import METRICS, micro_usd
+from guardian.amounts import METRICS, MICRO_USD, micro_usd
 from guardian.errors import PolicyError, PolicyProblem
 from guardian.identity import Identity
 from guardian.loops import LoopSettings
@@ -41,6 +49,40 @@ __all__ = [
 Scope = Literal["run", "agent", "user", "tenant", "global"]
 Action = Literal["kill", "alert"]
 
+# -- bounds on numbers ------------------------------------------------------------------------------------
+# A number that passes here must work in every store, so the bounds follow what Redis can hold.
+
+# The ledger script runs in Redis's Lua, whose numbers are doubles: integers are exact up to 2**53 (about
+# 9.007e15). Limits up to 10**15 (tokens, calls, or micro-dollars, i.e. one billion USD) stay exact with the
+# spend and the request the script adds to them, and far below the int64 the counters are packed in.
+MAX_COUNT = 10**15
+MAX_COST_USD = Decimal(MAX_COUNT) / MICRO_USD
+# Redis takes TTLs as integer milliseconds: below a second a hold could expire under a running call and
+# let concurrent calls overspend; above a day a crashed process's leaked hold blocks its budgets that long,
+# and no model call runs for a day.
+MIN_TTL_S = 1.0
+MAX_RESERVATION_TTL_S = 86_400.0
+# A run kept for more than a (leap) year is no longer a run; a year in ms plus the epoch in ms is far
+# inside int64, where 1e17 s overflowed every PEXPIRE.
+MAX_RUN_TTL_S = 366 * 86_400.0
+# No model's output cap comes near 10M tokens; a larger reserve is a typo that would block every budget.
+MAX_TOKENS_SETTING = 10_000_000
+# USD per 1M tokens: $1M (a dollar a token) is a thousand times the dearest model today, and keeps a
+# call's cost (tokens at most 10M per setting above) well inside MAX_COUNT micro-dollars.
+MAX_PRICE_USD = Decimal(1_000_000)
+
+
+def _not_bool(value: Any) -> Any:
+    # YAML 1.1 reads yes/no/on/off/true/false as booleans, which pydantic would take for 1 and 0.
+    if isinstance(value, bool):
+        raise ValueError(
+            f"expected a number, got {str(value).lower()} (YAML reads yes/no/on/off/true/false as booleans)"
+        )
+    return value
+
+
+_NotBool = BeforeValidator(_not_bool)
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,19 +91,36 @@ class _Strict(BaseModel):
 class Settings(_Strict):
     on_store_error: Literal["fail_closed", "fail_open"] = "fail_closed"
     unknown_model: Literal["block", "warn"] = "block"
-    default_max_output_tokens: int = Field(1024, gt=0)
-    reservation_ttl_s: float = Field(600.0, gt=0, description="how long a hold survives a crashed process")
-    run_ttl_s: float = Field(7 * 86_400.0, gt=0, description="how long a run's counters are kept")
-    stream_block_tokens: int = Field(256, gt=0, description="tokens a stream's hold grows by at a time")
+    default_max_output_tokens: Annotated[int, _NotBool] = Field(1024, gt=0, le=MAX_TOKENS_SETTING)
+    reservation_ttl_s: Annotated[float, _NotBool] = Field(
+        600.0,
+        ge=MIN_TTL_S,
+        le=MAX_RESERVATION_TTL_S,
+        allow_inf_nan=False,
+        description="how long a hold survives a crashed process",
+    )
+    run_ttl_s: Annotated[float, _NotBool] = Field(
+        7 * 86_400.0,
+        ge=MIN_TTL_S,
+        le=MAX_RUN_TTL_S,
+        allow_inf_nan=False,
+        description="how long a run's counters are kept",
+    )
+    stream_block_tokens: Annotated[int, _NotBool] = Field(
+        256, gt=0, le=MAX_TOKENS_SETTING, description="tokens a stream's hold grows by at a time"
+    )
+
+
+Price = Annotated[Decimal, _NotBool, Field(ge=0, le=MAX_PRICE_USD)]
 
 
 class PriceModel(_Strict):
     """USD per 1M tokens."""
 
-    input: Decimal = Field(ge=0)
-    output: Decimal = Field(ge=0)
-    cache_read: Decimal | None = Field(None, ge=0)
-    cache_write: Decimal | None = Field(None, ge=0)
+    input: Price
+    output: Price
+    cache_read: Price | None = None
+    cache_write: Price | None = None
 
 
 class MatchModel(_Strict):
@@ -71,13 +130,16 @@ class MatchModel(_Strict):
     tags: list[str] = Field(default_factory=list)
 
 
+Count = Annotated[int, _NotBool, Field(ge=0, le=MAX_COUNT)]
+
+
 class LimitsModel(_Strict):
-    input_tokens: int | None = Field(None, ge=0)
-    output_tokens: int | None = Field(None, ge=0)
-    total_tokens: int | None = Field(None, ge=0)
-    cost_usd: Decimal | None = Field(None, ge=0)
-    llm_calls: int | None = Field(None, ge=0)
-    tool_calls: int | None = Field(None, ge=0)
+    input_tokens: Count | None = None
+    output_tokens: Count | None = None
+    total_tokens: Count | None = None
+    cost_usd: Annotated[Decimal, _NotBool, Field(ge=0, le=MAX_COST_USD)] | None = None
+    llm_calls: Count | None = None
+    tool_calls: Count | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> LimitsModel:
@@ -94,7 +156,7 @@ class BudgetModel(_Strict):
     match: MatchModel = Field(default_factory=MatchModel)
     limits: LimitsModel
     action: Action = "kill"
-    alert_at: list[float] = Field(default_factory=list)
+    alert_at: list[Annotated[float, _NotBool, Field(allow_inf_nan=False)]] = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod
@@ -123,18 +185,24 @@ class BudgetModel(_Strict):
         return self
 
 
+# A loop detector keeps an allowed tool's calls up to its max_repeats, so that bounds its memory; and an
+# agent stuck for 100,000 steps has long spent any budget: larger values are typos.
+MAX_ALLOWED_REPEATS = 10_000
+MAX_STEPS_WITHOUT_PROGRESS = 100_000
+
+
 class AllowModel(_Strict):
     tool: str = Field(min_length=1)
-    max_repeats: int = Field(gt=0)
+    max_repeats: Annotated[int, _NotBool] = Field(gt=0, le=MAX_ALLOWED_REPEATS)
 
 
 class LoopRuleModel(_Strict):
     name: str = Field(min_length=1, max_length=128)
     match: MatchModel = Field(default_factory=MatchModel)
-    window: int = Field(20, gt=1, le=1000)
-    max_repeats: int = Field(3, ge=2)
-    similarity: float = Field(0.92, gt=0, le=1)
-    max_steps_without_progress: int = Field(12, gt=1)
+    window: Annotated[int, _NotBool] = Field(20, gt=1, le=1000)
+    max_repeats: Annotated[int, _NotBool] = Field(3, ge=2, le=1000)
+    similarity: Annotated[float, _NotBool] = Field(0.92, gt=0, le=1, allow_inf_nan=False)
+    max_steps_without_progress: Annotated[int, _NotBool] = Field(12, gt=1, le=MAX_STEPS_WITHOUT_PROGRESS)
     allow: list[AllowModel] = Field(default_factory=list)
     action: Action = "kill"
 
@@ -244,6 +312,7 @@ class Policy:
 
 # -- loading ---------------------------------------------------------------------------------------------
 
+_DECIMAL = re.compile(r"Decimal\('([^']*)'\)")  # pydantic's bounds on Decimal fields, shown as plain numbers
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 Path_ = tuple[str | int, ...]
 
@@ -378,7 +447,7 @@ def _validate(
     except ValidationError as exc:
         for error in exc.errors():
             loc: Path_ = tuple(p for p in error["loc"] if isinstance(p, str | int))
-            message = error["msg"].removeprefix("Value error, ")
+            message = _DECIMAL.sub(r"\1", error["msg"].removeprefix("Value error, "))
             if error["type"] == "extra_forbidden":
                 message = "unknown field"
             elif error["type"] == "missing":

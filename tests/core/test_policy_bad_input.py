@@ -1,0 +1,123 @@
+"""Bad and hostile policy files: every problem is a located PolicyError, never a traceback or a hang."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guardian import PolicyError
+from guardian.errors import PolicyProblem
+from guardian.policy import load_policy
+
+
+def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def problems_of(path: Path) -> list[PolicyProblem]:
+    with pytest.raises(PolicyError) as caught:
+        load_policy([path])
+    return caught.value.problems
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("reservation_ttl_s", ".inf"),
+        ("reservation_ttl_s", ".nan"),
+        ("reservation_ttl_s", "1.0e+17"),
+        ("reservation_ttl_s", "0.001"),
+        ("reservation_ttl_s", "86401"),
+        ("run_ttl_s", "1e17"),
+        ("run_ttl_s", "-.inf"),
+        ("run_ttl_s", "40000000"),
+        ("stream_block_tokens", "10000001"),
+        ("default_max_output_tokens", "1000000000000000000000000"),
+        ("default_max_output_tokens", "true"),
+    ],
+)
+def test_settings_outside_what_the_store_can_hold_are_located(tmp_path: Path, field: str, value: str) -> None:
+    """Non-finite, boolean or out-of-range settings (TTLs Redis cannot take in ms) fail at line and field."""
+    path = write(tmp_path, "s.yaml", f"version: 1\nsettings:\n  {field}: {value}\n")
+    (problem,) = problems_of(path)
+    assert (problem.file, problem.line, problem.field) == (str(path), 3, f"settings.{field}")
+
+
+def test_settings_at_their_bounds_are_accepted(tmp_path: Path) -> None:
+    """The bounds are inclusive: one second to one day for a hold, up to a year for a run, 10M tokens."""
+    path = write(
+        tmp_path,
+        "s.yaml",
+        "version: 1\nsettings:\n  reservation_ttl_s: 86400\n  run_ttl_s: 31622400\n"
+        "  stream_block_tokens: 10000000\n  default_max_output_tokens: 10000000\n",
+    )
+    settings = load_policy([path]).settings
+    assert (settings.reservation_ttl_s, settings.run_ttl_s) == (86_400, 31_622_400)
+    assert (settings.stream_block_tokens, settings.default_max_output_tokens) == (10_000_000, 10_000_000)
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [
+        "total_tokens: 1000000000000000000000000000000",
+        "total_tokens: 9223372036854775808",
+        "total_tokens: 1000000000000001",
+        "cost_usd: 1e20",
+        "cost_usd: 1000000000.000001",
+        "llm_calls: yes",
+    ],
+)
+def test_limits_must_fit_the_ledger(tmp_path: Path, limit: str) -> None:
+    """A limit past 10**15 (tokens, calls, or micro-dollars) or a boolean is a located error."""
+    path = write(tmp_path, "l.yaml", f"version: 1\nbudgets:\n  - name: a\n    scope: run\n    limits:\n      {limit}\n")
+    (problem,) = problems_of(path)
+    metric = limit.partition(":")[0]
+    assert (problem.line, problem.field) == (6, f"budgets[0].limits.{metric}")
+
+
+def test_the_largest_limits_are_accepted(tmp_path: Path) -> None:
+    """10**15 tokens and one billion dollars are still valid limits."""
+    path = write(
+        tmp_path,
+        "l.yaml",
+        "version: 1\nbudgets:\n  - name: a\n    scope: run\n"
+        "    limits: {total_tokens: 1000000000000000, cost_usd: 1000000000}\n",
+    )
+    assert load_policy([path]).budgets[0].limited() == {"total_tokens": 10**15, "cost_usd": 10**15}
+
+
+def test_other_numbers_are_finite_and_bounded(tmp_path: Path) -> None:
+    """Prices, alert thresholds and loop settings reject NaN, booleans and absurd sizes, each located."""
+    path = write(
+        tmp_path,
+        "n.yaml",
+        """\
+version: 1
+prices:
+  m: {input: 1.0e+30, output: 1}
+budgets:
+  - name: a
+    scope: run
+    limits: {llm_calls: 1}
+    alert_at: [yes]
+loops:
+  - name: l
+    similarity: .nan
+    max_steps_without_progress: 1000000000000
+    allow: [{tool: poll, max_repeats: 1000000000000}]
+""",
+    )
+    found = {(p.line, p.field) for p in problems_of(path)}
+    assert found == {
+        (3, "prices.m.input"),
+        (8, "budgets[0].alert_at[0]"),
+        (11, "loops[0].similarity"),
+        (12, "loops[0].max_steps_without_progress"),
+        (13, "loops[0].allow[0].max_repeats"),
+    }
