@@ -206,6 +206,33 @@ class LoopRuleModel(_Strict):
     allow: list[AllowModel] = Field(default_factory=list)
     action: Action = "kill"
 
+    @field_validator("allow")
+    @classmethod
+    def _one_limit_per_tool(cls, value: list[AllowModel]) -> list[AllowModel]:
+        # A mapping would silently keep the last of two limits for one tool.
+        seen: set[str] = set()
+        for item in value:
+            if item.tool in seen:
+                raise ValueError(f"tool {item.tool!r} is listed twice: give each tool one max_repeats")
+            seen.add(item.tool)
+        return value
+
+    @model_validator(mode="after")
+    def _settings_are_valid(self) -> LoopRuleModel:
+        # LoopSettings owns the rules across fields (window >= max_repeats, allow limits >= 2); building it
+        # here turns its ValueError into a located problem instead of a traceback at compile time.
+        self.to_settings()
+        return self
+
+    def to_settings(self) -> LoopSettings:
+        return LoopSettings(
+            window=self.window,
+            max_repeats=self.max_repeats,
+            similarity=self.similarity,
+            max_steps_without_progress=self.max_steps_without_progress,
+            allow={a.tool: a.max_repeats for a in self.allow},
+        )
+
 
 class PolicyFileModel(_Strict):
     version: Literal[1]
@@ -574,14 +601,7 @@ def _compile_budget(b: BudgetModel) -> Budget:
 
 
 def _compile_loop(r: LoopRuleModel) -> LoopRule:
-    settings = LoopSettings(
-        window=r.window,
-        max_repeats=r.max_repeats,
-        similarity=r.similarity,
-        max_steps_without_progress=r.max_steps_without_progress,
-        allow={a.tool: a.max_repeats for a in r.allow},
-    )
-    return LoopRule(name=r.name, match=_compile_match(r.match), settings=settings, action=r.action)
+    return LoopRule(name=r.name, match=_compile_match(r.match), settings=r.to_settings(), action=r.action)
 
 
 def _line_of(lines: Mapping[Path_, int], path: Path_) -> int | None:

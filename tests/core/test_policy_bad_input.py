@@ -121,3 +121,20 @@ loops:
         (12, "loops[0].max_steps_without_progress"),
         (13, "loops[0].allow[0].max_repeats"),
     }
+
+
+@pytest.mark.parametrize(
+    ("rule", "field", "message"),
+    [
+        ("window: 2\n    max_repeats: 3", "loops[0]", "window (2) must be at least max_repeats (3)"),
+        ("allow: [{tool: x, max_repeats: 1}]", "loops[0]", "allow['x'] must be at least 2, got 1"),
+        ("allow: [{tool: x, max_repeats: 5}, {tool: x, max_repeats: 9}]", "loops[0].allow", "tool 'x' is listed twice"),
+    ],
+)
+def test_loop_rules_that_loop_settings_refuse_are_located(tmp_path: Path, rule: str, field: str, message: str) -> None:
+    """A loop rule LoopSettings would refuse, or one tool allowed twice, is a located problem, not a traceback."""
+    path = write(tmp_path, "loop.yaml", f"version: 1\nloops:\n  - name: l\n    {rule}\n")
+    (problem,) = problems_of(path)
+    assert (problem.file, problem.field) == (str(path), field)
+    assert problem.line == (4 if field.endswith("allow") else 3)
+    assert message in problem.message
