@@ -355,9 +355,12 @@ def load_policy(paths: Iterable[str | os.PathLike[str]], env: Mapping[str, str] 
     for file in files:
         source = str(file)
         try:
-            text = file.read_text(encoding="utf-8")
+            raw = file.read_bytes()
         except OSError as exc:
             problems.append(PolicyProblem(source, None, "", f"cannot read: {exc.strerror or exc}"))
+            continue
+        text = _decode(raw, source, problems)
+        if text is None:
             continue
         loaded = _parse_yaml(text, source, problems)
         if loaded is None:
@@ -388,23 +391,141 @@ def _expand(paths: Iterable[str | os.PathLike[str]], problems: list[PolicyProble
     return out
 
 
+def _decode(raw: bytes, source: str, problems: list[PolicyProblem]) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        problems.append(
+            PolicyProblem(
+                source,
+                line,
+                "",
+                f"not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start} (save the file as UTF-8)",
+            )
+        )
+        return None
+
+
+# A policy is a few hundred values, a dozen levels deep. These bounds answer a hostile file at once: PyYAML
+# composes recursively (5,000 nested lists raised RecursionError), and every walk of a file expands its
+# aliases (a 300-byte "billion laughs" file is 9**9 values once expanded, and ran out of memory).
+MAX_YAML_DEPTH = 64
+MAX_YAML_VALUES = 100_000  # after alias expansion
+MAX_YAML_CHARS = 10_000_000  # of scalar text after alias expansion: ${VAR} interpolation copies each use
+
+
+class _TooComplex(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """A SafeLoader that bounds nesting while it composes and locates values it cannot construct."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self._depth >= MAX_YAML_DEPTH and parent is not None:  # the root is never that deep
+            raise _TooComplex(parent.start_mark.line + 1, f"nested deeper than {MAX_YAML_DEPTH} levels")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # SafeConstructor lets a ValueError escape without a mark: 2026-02-30, an integer of 5,000 digits.
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this value: {exc}", node.start_mark
+            ) from exc
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Bound the document's size and depth as if its aliases were expanded, without expanding them.
+
+    An alias is the node of its anchor, shared, so each node is measured once and its measure reused.
+    """
+    measured: dict[int, tuple[int, int, int]] = {}  # id(node) -> values, characters, height
+    in_progress: set[int] = set()
+
+    def measure(node: yaml.Node, depth: int) -> tuple[int, int, int]:
+        line = node.start_mark.line + 1
+        known = measured.get(id(node))
+        if known is None:
+            if id(node) in in_progress:
+                raise _TooComplex(line, "an alias refers to an anchor around it, so the value contains itself")
+            if depth > MAX_YAML_DEPTH:
+                raise _TooComplex(line, f"nested deeper than {MAX_YAML_DEPTH} levels once aliases are expanded")
+            in_progress.add(id(node))
+            values, chars, height = 1, 0, 1
+            if isinstance(node, yaml.ScalarNode):
+                chars = len(node.value)
+            for child in _children(node):
+                child_values, child_chars, child_height = measure(child, depth + 1)
+                values, chars, height = values + child_values, chars + child_chars, max(height, child_height + 1)
+                if values > MAX_YAML_VALUES:
+                    raise _TooComplex(line, f"more than {MAX_YAML_VALUES} values once aliases are expanded")
+                if chars > MAX_YAML_CHARS:
+                    raise _TooComplex(line, f"more than {MAX_YAML_CHARS} characters once aliases are expanded")
+            in_progress.discard(id(node))
+            known = measured[id(node)] = (values, chars, height)
+        if depth + known[2] - 1 > MAX_YAML_DEPTH:
+            raise _TooComplex(line, f"nested deeper than {MAX_YAML_DEPTH} levels once aliases are expanded")
+        return known
+
+    measure(root, 1)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def _parse_yaml(
     text: str, source: str, problems: list[PolicyProblem]
 ) -> tuple[dict[str, Any], dict[Path_, int]] | None:
+    lines: dict[Path_, int] = {}
+    loader: _PolicyLoader | None = None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = _PolicyLoader(text)
+        node = loader.get_single_node()
+        if node is None:
+            data = None
+        else:
+            _check_expansion(node)
+            # Lines first: constructing flattens merge keys (<<) into the nodes, in place.
+            _index_lines(node, (), lines, source, problems)
+            data = loader.construct_document(node)
+    except _TooComplex as exc:
+        problems.append(PolicyProblem(source, exc.line, "", f"policy too complex: {exc.message}"))
+        return None
+    except yaml.reader.ReaderError as exc:  # a control character; its position is an index into the text
+        at = text.count("\n", 0, int(exc.position)) + 1
+        problems.append(PolicyProblem(source, at, "", f"invalid YAML: {exc.reason} (#x{int(exc.character):04x})"))
+        return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
         problems.append(PolicyProblem(source, line, "", f"invalid YAML: {reason}"))
         return None
-    if not isinstance(data, dict) or node is None:
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if not isinstance(data, dict):
         problems.append(PolicyProblem(source, 1, "", "a policy file must be a mapping with `version: 1`"))
         return None
-    lines: dict[Path_, int] = {}
-    _index_lines(node, (), lines, source, problems)
     return data, lines
 
 

@@ -138,3 +138,97 @@ def test_loop_rules_that_loop_settings_refuse_are_located(tmp_path: Path, rule: 
     assert (problem.file, problem.field) == (str(path), field)
     assert problem.line == (4 if field.endswith("allow") else 3)
     assert message in problem.message
+
+
+def test_deep_nesting_is_a_located_error(tmp_path: Path) -> None:
+    """5,000 nested lists are refused at the line where the nesting passes the bound (no RecursionError)."""
+    path = write(tmp_path, "deep.yaml", "version: 1\nx:\n  " + "[" * 5000 + "]" * 5000 + "\n")
+    (problem,) = problems_of(path)
+    assert (problem.file, problem.line) == (str(path), 3)
+    assert "nested deeper than 64 levels" in problem.message
+
+
+def test_nesting_through_aliases_counts_too(tmp_path: Path) -> None:
+    """Aliases cannot stack nodes deeper than the bound: the depth counts after expansion."""
+    lines = ["version: 1", "a0: &a0 " + "[" * 40 + "]" * 40]
+    lines += [f"a{i}: &a{i} " + "[" * 40 + f"*a{i - 1}" + "]" * 40 for i in range(1, 200)]
+    (problem,) = problems_of(write(tmp_path, "stack.yaml", "\n".join(lines) + "\n"))
+    assert problem.line is not None
+    assert "nested deeper than 64 levels" in problem.message
+
+
+def test_an_alias_bomb_is_refused_without_expanding_it(tmp_path: Path) -> None:
+    """A 300-byte "billion laughs" file is refused by counting its expansion, not by running out of memory."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"{c}: &{c} [{','.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi", strict=True)]
+    text = "\n".join(lines) + "\n"
+    assert len(text) < 400
+    (problem,) = problems_of(write(tmp_path, "bomb.yaml", text))
+    assert problem.line is not None
+    assert "100000 values once aliases are expanded" in problem.message
+
+
+def test_a_recursive_alias_is_an_error(tmp_path: Path) -> None:
+    """An anchor that contains its own alias is a located problem, not an endless walk."""
+    (problem,) = problems_of(write(tmp_path, "cycle.yaml", "version: 1\nx: &a [1, *a]\n"))
+    assert problem.line == 2
+    assert "contains itself" in problem.message
+
+
+def test_a_few_aliases_still_work(tmp_path: Path) -> None:
+    """Anchors and aliases (a shared match block) remain valid YAML for a policy."""
+    path = write(
+        tmp_path,
+        "alias.yaml",
+        """\
+version: 1
+budgets:
+  - name: a
+    scope: run
+    match: &prod {tags: [prod]}
+    limits: {llm_calls: 1}
+  - name: b
+    scope: run
+    match: *prod
+    limits: {llm_calls: 2}
+""",
+    )
+    assert [b.match.tags for b in load_policy([path]).budgets] == [frozenset({"prod"})] * 2
+
+
+def test_a_non_utf8_byte_names_its_line_and_offset(tmp_path: Path) -> None:
+    """A Latin-1 byte is reported at its line with its offset, not as a UnicodeDecodeError."""
+    (problem,) = problems_of(write(tmp_path, "latin1.yaml", b"version: 1\n# caf\xe9\n"))
+    assert problem.line == 2
+    assert "not UTF-8" in problem.message
+    assert "0xe9" in problem.message
+    assert "offset 16" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("version: 1\nsettings:\n  bad: \x00\n", 3),
+        ("version: 1\nwhen: 2026-02-30\n", 2),
+        ("version: 1\n\nbig: " + "9" * 5000 + "\n", 3),
+    ],
+)
+def test_values_yaml_cannot_read_are_located(tmp_path: Path, text: str, line: int) -> None:
+    """A control character, an impossible date or an integer too long for Python are located problems."""
+    (problem,) = problems_of(write(tmp_path, "v.yaml", text))
+    assert (problem.line, problem.field) == (line, "")
+    assert "invalid YAML" in problem.message
+
+
+def test_an_unreadable_file_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that cannot be read is a problem naming it (simulated: the tests may run as root)."""
+    path = write(tmp_path, "p.yaml", "version: 1\n")
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> bytes:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(Path, "read_text", refuse)
+    (problem,) = problems_of(path)
+    assert problem.file == str(path)
+    assert "cannot read: Permission denied" in problem.message
