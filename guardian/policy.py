@@ -380,15 +380,33 @@ def _expand(paths: Iterable[str | os.PathLike[str]], problems: list[PolicyProble
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-            if not found:
+            try:
+                entries = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+            except OSError as exc:
+                problems.append(PolicyProblem(str(path), None, "", f"cannot list: {exc.strerror or exc}"))
+                continue
+            found = [p for p in entries if p.is_file()]
+            # A dangling link is a policy file someone meant to load: skipping it would drop its budgets.
+            broken = [p for p in entries if p.is_symlink() and not p.exists()]
+            problems.extend(PolicyProblem(str(p), None, "", _broken_link(p)) for p in broken)
+            if not found and not broken:
                 problems.append(PolicyProblem(str(path), None, "", "directory holds no .yaml/.yml files"))
             out.extend(found)
         elif path.is_file():
             out.append(path)
+        elif path.is_symlink():
+            problems.append(PolicyProblem(str(path), None, "", _broken_link(path)))
         else:
             problems.append(PolicyProblem(str(path), None, "", "no such file or directory"))
     return out
+
+
+def _broken_link(path: Path) -> str:
+    try:
+        target = os.readlink(path)
+    except OSError:  # gone since we looked
+        return "broken symlink"
+    return f"broken symlink (to {target}): fix or remove it"
 
 
 def _decode(raw: bytes, source: str, problems: list[PolicyProblem]) -> str | None:

@@ -220,6 +220,17 @@ def test_values_yaml_cannot_read_are_located(tmp_path: Path, text: str, line: in
     assert "invalid YAML" in problem.message
 
 
+def test_a_broken_symlink_is_reported(tmp_path: Path) -> None:
+    """A dangling .yaml symlink in a directory, or given directly, is a problem, not silently skipped."""
+    write(tmp_path, "a.yaml", "version: 1\n")
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "gone.yaml")
+    (problem,) = problems_of(tmp_path)
+    assert problem.file == str(tmp_path / "b.yaml")
+    assert "broken symlink" in problem.message
+    (problem,) = problems_of(tmp_path / "b.yaml")
+    assert "broken symlink" in problem.message
+
+
 def test_an_unreadable_file_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file that cannot be read is a problem naming it (simulated: the tests may run as root)."""
     path = write(tmp_path, "p.yaml", "version: 1\n")
@@ -232,3 +243,14 @@ def test_an_unreadable_file_is_reported(tmp_path: Path, monkeypatch: pytest.Monk
     (problem,) = problems_of(path)
     assert problem.file == str(path)
     assert "cannot read: Permission denied" in problem.message
+
+
+def test_a_directory_that_cannot_be_listed_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy directory that cannot be listed is a problem naming it (simulated: the tests may run as root)."""
+
+    def refuse(self: Path) -> object:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    (problem,) = problems_of(tmp_path)
+    assert (problem.file, problem.message) == (str(tmp_path), "cannot list: Permission denied")
