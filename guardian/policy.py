@@ -67,8 +67,8 @@ MAX_RESERVATION_TTL_S = 86_400.0
 MAX_RUN_TTL_S = 366 * 86_400.0
 # No model's output cap comes near 10M tokens; a larger reserve is a typo that would block every budget.
 MAX_TOKENS_SETTING = 10_000_000
-# USD per 1M tokens: $1M (a dollar a token) is a thousand times the dearest model today, and keeps a
-# call's cost (tokens at most 10M per setting above) well inside MAX_COUNT micro-dollars.
+# USD per 1M tokens: $1M (a dollar a token) is a thousand times the dearest model today, and prices a
+# 10M-token call at 10**13 micro-dollars, well inside MAX_COUNT.
 MAX_PRICE_USD = Decimal(1_000_000)
 
 
@@ -111,16 +111,16 @@ class Settings(_Strict):
     )
 
 
-Price = Annotated[Decimal, _NotBool, Field(ge=0, le=MAX_PRICE_USD)]
+_Price = Annotated[Decimal, _NotBool, Field(ge=0, le=MAX_PRICE_USD)]
 
 
 class PriceModel(_Strict):
     """USD per 1M tokens."""
 
-    input: Price
-    output: Price
-    cache_read: Price | None = None
-    cache_write: Price | None = None
+    input: _Price
+    output: _Price
+    cache_read: _Price | None = None
+    cache_write: _Price | None = None
 
 
 class MatchModel(_Strict):
@@ -130,16 +130,16 @@ class MatchModel(_Strict):
     tags: list[str] = Field(default_factory=list)
 
 
-Count = Annotated[int, _NotBool, Field(ge=0, le=MAX_COUNT)]
+_Count = Annotated[int, _NotBool, Field(ge=0, le=MAX_COUNT)]
 
 
 class LimitsModel(_Strict):
-    input_tokens: Count | None = None
-    output_tokens: Count | None = None
-    total_tokens: Count | None = None
+    input_tokens: _Count | None = None
+    output_tokens: _Count | None = None
+    total_tokens: _Count | None = None
     cost_usd: Annotated[Decimal, _NotBool, Field(ge=0, le=MAX_COST_USD)] | None = None
-    llm_calls: Count | None = None
-    tool_calls: Count | None = None
+    llm_calls: _Count | None = None
+    tool_calls: _Count | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> LimitsModel:
@@ -200,7 +200,7 @@ class LoopRuleModel(_Strict):
     name: str = Field(min_length=1, max_length=128)
     match: MatchModel = Field(default_factory=MatchModel)
     window: Annotated[int, _NotBool] = Field(20, gt=1, le=1000)
-    max_repeats: Annotated[int, _NotBool] = Field(3, ge=2, le=1000)
+    max_repeats: Annotated[int, _NotBool] = Field(3, ge=2, le=1000)  # at most window, itself at most 1000
     similarity: Annotated[float, _NotBool] = Field(0.92, gt=0, le=1, allow_inf_nan=False)
     max_steps_without_progress: Annotated[int, _NotBool] = Field(12, gt=1, le=MAX_STEPS_WITHOUT_PROGRESS)
     allow: list[AllowModel] = Field(default_factory=list)
