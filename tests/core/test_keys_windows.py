@@ -20,6 +20,7 @@ def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: 
     [
         BucketKey("acme", "daily", "user", "alice", "2026-11-23"),
         BucketKey(None, "global-cap", "global", "*", "2026-11"),
+        BucketKey("acme", "hourly", "user", "alice", "2026-04-05T01:30+1030"),  # a part-hour window's id
         BucketKey("a:b{c}", "we:ird", "user", "x%41:y", "run"),
         BucketKey("", "b", "user", "", "run"),
     ],
