@@ -14,14 +14,22 @@ from decimal import Decimal
 from fnmatch import fnmatchcase
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from guardian.alerts.config import AlertsConfig
-from guardian.amounts import METRICS, micro_usd
+from guardian.amounts import METRICS, MICRO_USD, micro_usd
 from guardian.errors import PolicyError, PolicyProblem
 from guardian.identity import Identity
 from guardian.loops import LoopSettings
@@ -41,6 +49,40 @@ __all__ = [
 Scope = Literal["run", "agent", "user", "tenant", "global"]
 Action = Literal["kill", "alert"]
 
+# -- bounds on numbers ------------------------------------------------------------------------------------
+# A number that passes here must work in every store, so the bounds follow what Redis can hold.
+
+# The ledger script runs in Redis's Lua, whose numbers are doubles: integers are exact up to 2**53 (about
+# 9.007e15). Limits up to 10**15 (tokens, calls, or micro-dollars, i.e. one billion USD) stay exact with the
+# spend and the request the script adds to them, and far below the int64 the counters are packed in.
+MAX_COUNT = 10**15
+MAX_COST_USD = Decimal(MAX_COUNT) / MICRO_USD
+# Redis takes TTLs as integer milliseconds: below a second a hold could expire under a running call and
+# let concurrent calls overspend; above a day a crashed process's leaked hold blocks its budgets that long,
+# and no model call runs for a day.
+MIN_TTL_S = 1.0
+MAX_RESERVATION_TTL_S = 86_400.0
+# A run kept for more than a (leap) year is no longer a run; a year in ms plus the epoch in ms is far
+# inside int64, where 1e17 s overflowed every PEXPIRE.
+MAX_RUN_TTL_S = 366 * 86_400.0
+# No model's output cap comes near 10M tokens; a larger reserve is a typo that would block every budget.
+MAX_TOKENS_SETTING = 10_000_000
+# USD per 1M tokens: $1M (a dollar a token) is a thousand times the dearest model today, and prices a
+# 10M-token call at 10**13 micro-dollars, well inside MAX_COUNT.
+MAX_PRICE_USD = Decimal(1_000_000)
+
+
+def _not_bool(value: Any) -> Any:
+    # YAML 1.1 reads yes/no/on/off/true/false as booleans, which pydantic would take for 1 and 0.
+    if isinstance(value, bool):
+        raise ValueError(
+            f"expected a number, got {str(value).lower()} (YAML reads yes/no/on/off/true/false as booleans)"
+        )
+    return value
+
+
+_NotBool = BeforeValidator(_not_bool)
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,19 +91,36 @@ class _Strict(BaseModel):
 class Settings(_Strict):
     on_store_error: Literal["fail_closed", "fail_open"] = "fail_closed"
     unknown_model: Literal["block", "warn"] = "block"
-    default_max_output_tokens: int = Field(1024, gt=0)
-    reservation_ttl_s: float = Field(600.0, gt=0, description="how long a hold survives a crashed process")
-    run_ttl_s: float = Field(7 * 86_400.0, gt=0, description="how long a run's counters are kept")
-    stream_block_tokens: int = Field(256, gt=0, description="tokens a stream's hold grows by at a time")
+    default_max_output_tokens: Annotated[int, _NotBool] = Field(1024, gt=0, le=MAX_TOKENS_SETTING)
+    reservation_ttl_s: Annotated[float, _NotBool] = Field(
+        600.0,
+        ge=MIN_TTL_S,
+        le=MAX_RESERVATION_TTL_S,
+        allow_inf_nan=False,
+        description="how long a hold survives a crashed process",
+    )
+    run_ttl_s: Annotated[float, _NotBool] = Field(
+        7 * 86_400.0,
+        ge=MIN_TTL_S,
+        le=MAX_RUN_TTL_S,
+        allow_inf_nan=False,
+        description="how long a run's counters are kept",
+    )
+    stream_block_tokens: Annotated[int, _NotBool] = Field(
+        256, gt=0, le=MAX_TOKENS_SETTING, description="tokens a stream's hold grows by at a time"
+    )
+
+
+_Price = Annotated[Decimal, _NotBool, Field(ge=0, le=MAX_PRICE_USD)]
 
 
 class PriceModel(_Strict):
     """USD per 1M tokens."""
 
-    input: Decimal = Field(ge=0)
-    output: Decimal = Field(ge=0)
-    cache_read: Decimal | None = Field(None, ge=0)
-    cache_write: Decimal | None = Field(None, ge=0)
+    input: _Price
+    output: _Price
+    cache_read: _Price | None = None
+    cache_write: _Price | None = None
 
 
 class MatchModel(_Strict):
@@ -71,13 +130,16 @@ class MatchModel(_Strict):
     tags: list[str] = Field(default_factory=list)
 
 
+_Count = Annotated[int, _NotBool, Field(ge=0, le=MAX_COUNT)]
+
+
 class LimitsModel(_Strict):
-    input_tokens: int | None = Field(None, ge=0)
-    output_tokens: int | None = Field(None, ge=0)
-    total_tokens: int | None = Field(None, ge=0)
-    cost_usd: Decimal | None = Field(None, ge=0)
-    llm_calls: int | None = Field(None, ge=0)
-    tool_calls: int | None = Field(None, ge=0)
+    input_tokens: _Count | None = None
+    output_tokens: _Count | None = None
+    total_tokens: _Count | None = None
+    cost_usd: Annotated[Decimal, _NotBool, Field(ge=0, le=MAX_COST_USD)] | None = None
+    llm_calls: _Count | None = None
+    tool_calls: _Count | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> LimitsModel:
@@ -94,7 +156,7 @@ class BudgetModel(_Strict):
     match: MatchModel = Field(default_factory=MatchModel)
     limits: LimitsModel
     action: Action = "kill"
-    alert_at: list[float] = Field(default_factory=list)
+    alert_at: list[Annotated[float, _NotBool, Field(allow_inf_nan=False)]] = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod
@@ -123,20 +185,53 @@ class BudgetModel(_Strict):
         return self
 
 
+# A loop detector keeps an allowed tool's calls up to its max_repeats, so that bounds its memory; and an
+# agent stuck for 100,000 steps has long spent any budget: larger values are typos.
+MAX_ALLOWED_REPEATS = 10_000
+MAX_STEPS_WITHOUT_PROGRESS = 100_000
+
+
 class AllowModel(_Strict):
     tool: str = Field(min_length=1)
-    max_repeats: int = Field(gt=0)
+    max_repeats: Annotated[int, _NotBool] = Field(gt=0, le=MAX_ALLOWED_REPEATS)
 
 
 class LoopRuleModel(_Strict):
     name: str = Field(min_length=1, max_length=128)
     match: MatchModel = Field(default_factory=MatchModel)
-    window: int = Field(20, gt=1, le=1000)
-    max_repeats: int = Field(3, ge=2)
-    similarity: float = Field(0.92, gt=0, le=1)
-    max_steps_without_progress: int = Field(12, gt=1)
+    window: Annotated[int, _NotBool] = Field(20, gt=1, le=1000)
+    max_repeats: Annotated[int, _NotBool] = Field(3, ge=2, le=1000)  # at most window, itself at most 1000
+    similarity: Annotated[float, _NotBool] = Field(0.92, gt=0, le=1, allow_inf_nan=False)
+    max_steps_without_progress: Annotated[int, _NotBool] = Field(12, gt=1, le=MAX_STEPS_WITHOUT_PROGRESS)
     allow: list[AllowModel] = Field(default_factory=list)
     action: Action = "kill"
+
+    @field_validator("allow")
+    @classmethod
+    def _one_limit_per_tool(cls, value: list[AllowModel]) -> list[AllowModel]:
+        # A mapping would silently keep the last of two limits for one tool.
+        seen: set[str] = set()
+        for item in value:
+            if item.tool in seen:
+                raise ValueError(f"tool {item.tool!r} is listed twice: give each tool one max_repeats")
+            seen.add(item.tool)
+        return value
+
+    @model_validator(mode="after")
+    def _settings_are_valid(self) -> LoopRuleModel:
+        # LoopSettings owns the rules across fields (window >= max_repeats, allow limits >= 2); building it
+        # here turns its ValueError into a located problem instead of a traceback at compile time.
+        self.to_settings()
+        return self
+
+    def to_settings(self) -> LoopSettings:
+        return LoopSettings(
+            window=self.window,
+            max_repeats=self.max_repeats,
+            similarity=self.similarity,
+            max_steps_without_progress=self.max_steps_without_progress,
+            allow={a.tool: a.max_repeats for a in self.allow},
+        )
 
 
 class PolicyFileModel(_Strict):
@@ -244,6 +339,7 @@ class Policy:
 
 # -- loading ---------------------------------------------------------------------------------------------
 
+_DECIMAL = re.compile(r"Decimal\('([^']*)'\)")  # pydantic's bounds on Decimal fields, shown as plain numbers
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 Path_ = tuple[str | int, ...]
 
@@ -259,9 +355,12 @@ def load_policy(paths: Iterable[str | os.PathLike[str]], env: Mapping[str, str] 
     for file in files:
         source = str(file)
         try:
-            text = file.read_text(encoding="utf-8")
+            raw = file.read_bytes()
         except OSError as exc:
             problems.append(PolicyProblem(source, None, "", f"cannot read: {exc.strerror or exc}"))
+            continue
+        text = _decode(raw, source, problems)
+        if text is None:
             continue
         loaded = _parse_yaml(text, source, problems)
         if loaded is None:
@@ -281,34 +380,170 @@ def _expand(paths: Iterable[str | os.PathLike[str]], problems: list[PolicyProble
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-            if not found:
+            try:
+                entries = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+            except OSError as exc:
+                problems.append(PolicyProblem(str(path), None, "", f"cannot list: {exc.strerror or exc}"))
+                continue
+            found = [p for p in entries if p.is_file()]
+            # A dangling link is a policy file someone meant to load: skipping it would drop its budgets.
+            broken = [p for p in entries if p.is_symlink() and not p.exists()]
+            problems.extend(PolicyProblem(str(p), None, "", _broken_link(p)) for p in broken)
+            if not found and not broken:
                 problems.append(PolicyProblem(str(path), None, "", "directory holds no .yaml/.yml files"))
             out.extend(found)
         elif path.is_file():
             out.append(path)
+        elif path.is_symlink():
+            problems.append(PolicyProblem(str(path), None, "", _broken_link(path)))
         else:
             problems.append(PolicyProblem(str(path), None, "", "no such file or directory"))
     return out
 
 
+def _broken_link(path: Path) -> str:
+    try:
+        target = os.readlink(path)
+    except OSError:  # gone since we looked
+        return "broken symlink"
+    return f"broken symlink (to {target}): fix or remove it"
+
+
+def _decode(raw: bytes, source: str, problems: list[PolicyProblem]) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        problems.append(
+            PolicyProblem(
+                source,
+                line,
+                "",
+                f"not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start} (save the file as UTF-8)",
+            )
+        )
+        return None
+
+
+# A policy is a few hundred values, a dozen levels deep. These bounds answer a hostile file at once: PyYAML
+# composes recursively (5,000 nested lists raised RecursionError), and every walk of a file expands its
+# aliases (a 300-byte "billion laughs" file is 9**9 values once expanded, and ran out of memory).
+MAX_YAML_DEPTH = 64
+MAX_YAML_VALUES = 100_000  # after alias expansion
+MAX_YAML_CHARS = 10_000_000  # of scalar text after alias expansion: ${VAR} interpolation copies each use
+
+
+class _TooComplex(Exception):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """A SafeLoader that bounds nesting while it composes and locates values it cannot construct."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self._depth >= MAX_YAML_DEPTH and parent is not None:  # the root is never that deep
+            raise _TooComplex(parent.start_mark.line + 1, f"nested deeper than {MAX_YAML_DEPTH} levels")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # SafeConstructor lets a ValueError escape without a mark: 2026-02-30, an integer of 5,000 digits.
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this value: {exc}", node.start_mark
+            ) from exc
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Bound the document's size and depth as if its aliases were expanded, without expanding them.
+
+    An alias is the node of its anchor, shared, so each node is measured once and its measure reused.
+    """
+    measured: dict[int, tuple[int, int, int]] = {}  # id(node) -> values, characters, height
+    in_progress: set[int] = set()
+
+    def measure(node: yaml.Node, depth: int) -> tuple[int, int, int]:
+        line = node.start_mark.line + 1
+        known = measured.get(id(node))
+        if known is None:
+            if id(node) in in_progress:
+                raise _TooComplex(line, "an alias refers to an anchor around it, so the value contains itself")
+            if depth > MAX_YAML_DEPTH:
+                raise _TooComplex(line, f"nested deeper than {MAX_YAML_DEPTH} levels once aliases are expanded")
+            in_progress.add(id(node))
+            values, chars, height = 1, 0, 1
+            if isinstance(node, yaml.ScalarNode):
+                chars = len(node.value)
+            for child in _children(node):
+                child_values, child_chars, child_height = measure(child, depth + 1)
+                values, chars, height = values + child_values, chars + child_chars, max(height, child_height + 1)
+                if values > MAX_YAML_VALUES:
+                    raise _TooComplex(line, f"more than {MAX_YAML_VALUES} values once aliases are expanded")
+                if chars > MAX_YAML_CHARS:
+                    raise _TooComplex(line, f"more than {MAX_YAML_CHARS} characters once aliases are expanded")
+            in_progress.discard(id(node))
+            known = measured[id(node)] = (values, chars, height)
+        if depth + known[2] - 1 > MAX_YAML_DEPTH:
+            raise _TooComplex(line, f"nested deeper than {MAX_YAML_DEPTH} levels once aliases are expanded")
+        return known
+
+    measure(root, 1)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def _parse_yaml(
     text: str, source: str, problems: list[PolicyProblem]
 ) -> tuple[dict[str, Any], dict[Path_, int]] | None:
+    lines: dict[Path_, int] = {}
+    loader: _PolicyLoader | None = None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = _PolicyLoader(text)
+        node = loader.get_single_node()
+        if node is None:
+            data = None
+        else:
+            _check_expansion(node)
+            # Lines first: constructing flattens merge keys (<<) into the nodes, in place.
+            _index_lines(node, (), lines, source, problems)
+            data = loader.construct_document(node)
+    except _TooComplex as exc:
+        problems.append(PolicyProblem(source, exc.line, "", f"policy too complex: {exc.message}"))
+        return None
+    except yaml.reader.ReaderError as exc:  # a control character; its position is an index into the text
+        at = text.count("\n", 0, int(exc.position)) + 1
+        problems.append(PolicyProblem(source, at, "", f"invalid YAML: {exc.reason} (#x{int(exc.character):04x})"))
+        return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
         problems.append(PolicyProblem(source, line, "", f"invalid YAML: {reason}"))
         return None
-    if not isinstance(data, dict) or node is None:
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if not isinstance(data, dict):
         problems.append(PolicyProblem(source, 1, "", "a policy file must be a mapping with `version: 1`"))
         return None
-    lines: dict[Path_, int] = {}
-    _index_lines(node, (), lines, source, problems)
     return data, lines
 
 
@@ -378,7 +613,7 @@ def _validate(
     except ValidationError as exc:
         for error in exc.errors():
             loc: Path_ = tuple(p for p in error["loc"] if isinstance(p, str | int))
-            message = error["msg"].removeprefix("Value error, ")
+            message = _DECIMAL.sub(r"\1", error["msg"].removeprefix("Value error, "))
             if error["type"] == "extra_forbidden":
                 message = "unknown field"
             elif error["type"] == "missing":
@@ -505,14 +740,7 @@ def _compile_budget(b: BudgetModel) -> Budget:
 
 
 def _compile_loop(r: LoopRuleModel) -> LoopRule:
-    settings = LoopSettings(
-        window=r.window,
-        max_repeats=r.max_repeats,
-        similarity=r.similarity,
-        max_steps_without_progress=r.max_steps_without_progress,
-        allow={a.tool: a.max_repeats for a in r.allow},
-    )
-    return LoopRule(name=r.name, match=_compile_match(r.match), settings=settings, action=r.action)
+    return LoopRule(name=r.name, match=_compile_match(r.match), settings=r.to_settings(), action=r.action)
 
 
 def _line_of(lines: Mapping[Path_, int], path: Path_) -> int | None:

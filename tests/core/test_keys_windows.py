@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,6 +20,7 @@ def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: 
     [
         BucketKey("acme", "daily", "user", "alice", "2026-11-23"),
         BucketKey(None, "global-cap", "global", "*", "2026-11"),
+        BucketKey("acme", "hourly", "user", "alice", "2026-04-05T01:30+1030"),  # a part-hour window's id
         BucketKey("a:b{c}", "we:ird", "user", "x%41:y", "run"),
         BucketKey("", "b", "user", "", "run"),
     ],
@@ -78,3 +79,77 @@ def test_week_month_and_hour_windows() -> None:
         "2026-01-01T05"
     )
     assert window_span("run", ny, 0.0).end is None
+
+
+def _transitions(tz: ZoneInfo, year: int) -> list[int]:
+    """UTC instants (to the minute) where the zone's offset changes during ``year``."""
+    found = []
+    t = ts(year, 1, 1)
+    end = ts(year + 1, 1, 1)
+    while t < end:
+        if _offset(tz, t) != _offset(tz, t + 3600):
+            found.append(next(m for m in range(int(t), int(t) + 3660, 60) if _offset(tz, m) != _offset(tz, t)))
+        t += 3600
+    return found
+
+
+def _offset(tz: ZoneInfo, t: float) -> timedelta | None:
+    return datetime.fromtimestamp(t, tz).utcoffset()
+
+
+@pytest.mark.parametrize("zone", ["Australia/Lord_Howe", "Pacific/Chatham", "Europe/Paris", "America/New_York"])
+def test_hour_windows_partition_time_across_dst_transitions(zone: str) -> None:
+    """Around every 2026 DST change, each minute lies in its hour window, windows last at most an hour,
+    follow each other without gap or overlap, and one id names one real period."""
+    tz = ZoneInfo(zone)
+    transitions = _transitions(tz, 2026)
+    assert len(transitions) == 2
+    periods: dict[str, tuple[float, float]] = {}
+    for transition in transitions:
+        for minute in range(int(transition) - 3 * 3600, int(transition) + 3 * 3600, 60):
+            now = minute + 59.5 if minute % 120 else minute  # a fraction of a second goes the same way
+            span = window_span("hour", tz, now)
+            assert span.start is not None
+            assert span.end is not None
+            assert span.start <= now < span.end, (zone, now, span)
+            assert 0 < span.end - span.start <= 3600
+            assert window_span("hour", tz, span.end).start == span.end  # the next window starts where this ends
+            assert window_span("hour", tz, span.start - 1).end == span.start  # and the previous ends where it starts
+            assert periods.setdefault(span.id, (span.start, span.end)) == (span.start, span.end)
+    assert len(set(periods.values())) == len(periods)
+    lengths = {end - start for start, end in periods.values()}
+    # Whole-hour DST changes keep whole hours (and the ids' old form); Lord Howe's 30 minutes cut two.
+    assert lengths == ({1800.0, 3600.0} if zone == "Australia/Lord_Howe" else {3600.0})
+    assert all(":" in i for i, (start, end) in periods.items() if end - start != 3600)
+
+
+def test_lord_howe_half_hour_fall_back_is_its_own_window() -> None:
+    """Lord Howe turns 02:00 (+11) back to 01:30 (+10:30): the repeated half hour is a window of its own,
+    not the earlier 01:00 hour's bucket, and the next window starts at 02:00 +10:30."""
+    tz = ZoneInfo("Australia/Lord_Howe")
+    before = window_span("hour", tz, ts(2026, 4, 4, 14, 50))  # 01:50 +11
+    repeat = window_span("hour", tz, ts(2026, 4, 4, 15, 15))  # 01:45 +10:30
+    after = window_span("hour", tz, ts(2026, 4, 4, 15, 40))  # 02:10 +10:30
+    assert (before.id, before.start, before.end) == ("2026-04-05T01+1100", ts(2026, 4, 4, 14), ts(2026, 4, 4, 15))
+    assert (repeat.id, repeat.start, repeat.end) == (
+        "2026-04-05T01:30+1030",
+        ts(2026, 4, 4, 15),
+        ts(2026, 4, 4, 15, 30),
+    )
+    assert (after.id, after.start, after.end) == ("2026-04-05T02+1030", ts(2026, 4, 4, 15, 30), ts(2026, 4, 4, 16, 30))
+
+
+def test_chatham_hours_start_at_quarter_past_utc() -> None:
+    """Chatham's :45 offsets put local hours at :15 UTC; its whole-hour DST change keeps that, so the hour
+    spanning the change stays one window of an hour, named by where it starts."""
+    tz = ZoneInfo("Pacific/Chatham")
+    # 2026-04-05: 03:45 +13:45 becomes 02:45 +12:45 at 14:00 UTC the day before.
+    before = window_span("hour", tz, ts(2026, 4, 4, 13, 50))  # 03:35 +13:45
+    after = window_span("hour", tz, ts(2026, 4, 4, 14, 10))  # 02:55 +12:45
+    assert before == after
+    assert (before.id, before.start, before.end) == (
+        "2026-04-05T03+1345",
+        ts(2026, 4, 4, 13, 15),
+        ts(2026, 4, 4, 14, 15),
+    )
+    assert window_span("hour", tz, ts(2026, 4, 4, 14, 20)).id == "2026-04-05T03+1245"
