@@ -25,6 +25,7 @@ import redis
 import structlog
 from langchain_core.callbacks import UsageMetadataCallbackHandler
 from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableLambda
 
 from guardian import Guardian, Policy
 from guardian.amounts import METRICS, Amounts
@@ -43,6 +44,7 @@ BUDGETS_ONLY: dict[str, Any] = {
 }
 POLICY = Policy.from_dict(BUDGETS_ONLY)
 WITH_LOOPS = Policy.from_dict({**BUDGETS_ONLY, "loops": [{"name": "default"}]})
+RUN_CALLS = 10
 REPLY = AIMessage(content="ok", usage_metadata={"input_tokens": 120, "output_tokens": 8, "total_tokens": 128})
 
 
@@ -162,6 +164,17 @@ def bench_calls(url: str | None, calls: int) -> dict[str, float]:
                 calls,
             )
             results["async_redis_added_us"] = timed["redis"] - timed["bare"]
+            # Runs of ten model calls: commits ride with the next reservation, the last with the run's end.
+            ten: RunnableLambda[str, list[Any]] = RunnableLambda(lambda q: [m.invoke(q) for _ in range(RUN_CALLS)])
+            guard.flush()
+            before = evalsha_calls(client)
+            timed = interleaved(
+                {"bare": lambda: ten.invoke("hi"), "redis": lambda: ten.invoke("hi", config={"callbacks": [handler]})},
+                max(1, calls // RUN_CALLS),
+            )
+            runs = 15 * max(1, calls // RUN_CALLS // 5) + 50
+            results["redis_round_trips_per_10_call_run"] = (evalsha_calls(client) - before) / runs
+            results["redis_run_added_us_per_call"] = (timed["redis"] - timed["bare"]) / RUN_CALLS
         for key in client.scan_iter(match=prefix + "*", count=1000):
             client.delete(key)
         client.close()
@@ -288,7 +301,10 @@ def main() -> None:
         row("+ Guardian, RedisStore (added)", r["redis_added_us"], r["redis_added_us"] / evalsha, "(vs EVALSHA)")
         added = r["async_redis_added_us"]
         row("+ Guardian, RedisStore, ainvoke (added)", added, added / evalsha, "(vs EVALSHA)")
-        print(f"{'store round trips per model call':<48}{r['redis_round_trips_per_call']:>10.2f}")
+        print(f"{'store round trips per 1-call run':<48}{r['redis_round_trips_per_call']:>10.2f}")
+        added = r["redis_run_added_us_per_call"]
+        row("+ Guardian, RedisStore, 10-call runs, per call", added, added / evalsha, "(vs EVALSHA)")
+        print(f"{'store round trips per 10-call run':<48}{r['redis_round_trips_per_10_call_run']:>10.2f}")
         raw = fleet(url, "evalsha")
         ours = fleet(url, "ledger")
         print(f"\nfleet, 4 processes: raw EVALSHA {raw:,.0f}/s; reserve+commit pairs {ours:,.0f}/s ({ours / raw:.2f}x)")
