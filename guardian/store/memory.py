@@ -278,17 +278,12 @@ class MemoryStore(Store):
         if now - self._last_sweep < 60:
             return
         self._last_sweep = now
-        for key in [k for k, b in self._buckets.items() if 0 < b.expires_at <= now]:
-            del self._buckets[key]
-        for key in [k for k, e in self._flags.items() if e is not None and e <= now]:
-            del self._flags[key]
-        for key in [k for k, (_, e) in self._counters.items() if e <= now]:
-            del self._counters[key]
-        while self._markers:
-            key, expiry = next(iter(self._markers.items()))
-            if expiry > now:
-                break
-            del self._markers[key]
+        # Rebuilt rather than deleted from: a dict never gives back the table it grew to, so a burst of 100k
+        # short runs would otherwise stay in memory after every one of them is gone.
+        self._buckets = {k: b for k, b in self._buckets.items() if not 0 < b.expires_at <= now}
+        self._flags = {k: e for k, e in self._flags.items() if e is None or e > now}
+        self._counters = {k: v for k, v in self._counters.items() if v[1] > now}
+        self._markers = OrderedDict((k, e) for k, e in self._markers.items() if e > now)
 
 
 def _check(
