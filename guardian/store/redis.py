@@ -233,17 +233,25 @@ class RedisStore(Store):
         if not keys:
             self.flush()
             return []
-        with self._taken() as carried:
-            try:
-                reply = self._send(carried, now=now, read_keys=keys)
-            except redis.RedisError as exc:
-                if carried and not _may_succeed_later(exc):
-                    self._settle(carried)  # drops only what Redis rejects, then reads below
-                    return self.sync(keys, now)
-                self._requeue(carried)
-                raise _store_error("sync", exc) from exc
-        if self.pending:
-            self.flush()  # a queue longer than one batch: rare, and the states above may predate its rest
+        while True:  # again only after Redis rejected a batch
+            with self._taken() as carried:
+                try:
+                    reply = self._send(carried, now=now, read_keys=keys)
+                    break
+                except redis.RedisError as exc:
+                    if not carried or _may_succeed_later(exc):
+                        self._requeue(carried)
+                        raise _store_error("sync", exc) from exc
+                    # Redis rejected the batch before writing anything: settle the carried items apart, dropping
+                    # only what it rejects, then read again. Outside the retry, so a flush the retry makes never
+                    # waits for the items this block still counts as in flight.
+                    self._settle(carried)
+        with self._lock:
+            behind = bool(self._pending or self._in_flight)
+        if behind:
+            # A queue longer than one batch, or items the flusher is sending right now: rare, and the states
+            # above may predate them. Wait until they are sent, then read again.
+            self.flush()
             return self.read(keys, now)
         return _read_states(reply[1:], len(keys))
 

@@ -121,6 +121,29 @@ def test_flush_drops_a_rejected_commit_and_sends_the_rest(
     assert tokens(store, good) == (3, 0)
 
 
+def test_sync_after_a_rejected_batch_with_a_long_queue_returns(
+    redis_url: str, keys: KeyBuilder, client: redis.Redis
+) -> None:
+    """sync() whose batch Redis rejects settles it apart and reads again; with more queued than one batch, the
+    flush it then makes must not wait for items its own retry still counted as in flight (it deadlocked)."""
+    store = RedisStore.from_url(redis_url, flush_interval_s=3600, max_batch=2)
+    good, bad = target(keys, "good"), target(keys, "bad")
+    client.set(bad.key, "not a bucket")
+    store.commit(commit_request(keys, good, "g1", 1))
+    store.commit(commit_request(keys, bad, "b", 5))
+    for i in range(4):
+        store.commit(commit_request(keys, good, f"g{i + 2}", 1))
+    states: list[Any] = []
+    worker = threading.Thread(target=lambda: states.extend(store.sync([good.key], NOW)), daemon=True)
+    with capture_logs():
+        worker.start()
+        worker.join(timeout=10)
+    assert not worker.is_alive(), "sync() deadlocked"
+    assert states[0].spent.total_tokens == 5
+    assert store.pending == 0
+    store.close()
+
+
 def test_flush_sends_everything_queued(redis_url: str, keys: KeyBuilder) -> None:
     """flush() returns only once the whole queue is sent, however many batches that takes."""
     store = RedisStore.from_url(redis_url, flush_interval_s=3600, max_batch=3)
