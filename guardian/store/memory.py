@@ -75,6 +75,15 @@ class _Bucket:
             charged = self.settled.pop(call_id)[1]
             self.spent = [s - a for s, a in zip(self.spent, charged, strict=True)]
 
+    def raise_charge(self, call_id: str, amounts: Sequence[int]) -> None:
+        """Raise what an expired hold was charged to ``amounts`` (never lower it)."""
+        record = self.settled.get(call_id)
+        if record is None:
+            return
+        raised = [max(c, a) for c, a in zip(record[1], amounts, strict=True)]
+        self.charge([r - c for r, c in zip(raised, record[1], strict=True)])
+        self.settled[call_id] = (record[0], raised)
+
     def hold(self, call_id: str, expiry: float, amounts: list[int]) -> None:
         self.holds[call_id] = (expiry, amounts)
         self.reserved = [r + a for r, a in zip(self.reserved, amounts, strict=True)]
@@ -116,7 +125,11 @@ class MemoryStore(Store):
                     continue
                 held = bucket.holds.get(request.call_id) if mode != ChargeMode.CHARGE else None
                 if mode == ChargeMode.EXTEND and held is None:
-                    continue  # settled already: nothing will be held
+                    # Its hold expired and was charged: the extension is judged against that charge, or a
+                    # stream whose renewals failed would go on unchecked. Committed already: nothing to judge.
+                    held = bucket.settled.get(request.call_id)
+                    if held is None:
+                        continue
                 refusal = _check(index, target, bucket, amount, held[1] if held else None, mode)
                 if refusal is not None:
                     if bucket.expires_at == 0.0:  # a first request refused still leaves its count behind
@@ -139,7 +152,9 @@ class MemoryStore(Store):
                 previous = bucket.drop(request.call_id) if bucket.holds else None
                 if mode == ChargeMode.EXTEND:
                     if previous is None:
-                        continue  # the hold was settled (committed or expired): raising it would leak it
+                        # Committed: raising a hold would leak it. Expired: the charge rises instead.
+                        bucket.raise_charge(request.call_id, amount)
+                        continue
                     bucket.hold(request.call_id, expiry, [max(a, b) for a, b in zip(previous, amount, strict=True)])
                 else:
                     bucket.hold(request.call_id, expiry, list(amount))

@@ -234,6 +234,26 @@ def test_an_extension_after_the_commit_holds_nothing(store: Store, keys: KeyBuil
     assert (s.spent.total_tokens, s.reserved.total_tokens) == (40, 0)
 
 
+def test_an_extension_after_the_hold_expired_is_judged_against_its_charge(store: Store, keys: KeyBuilder) -> None:
+    """A stream whose renewals failed (hold expired and charged) may not go on unchecked: an extension raises the
+    charge while it fits the limit, is refused past it, and the commit settles the charge to what was used."""
+    t = target(keys, "ext-expired", total_tokens=100)
+    assert reserve(store, [t], call(50), call_id="s", ttl_s=10).ok
+    later = NOW + 11
+    assert state(store, t, later).spent.total_tokens == 50
+    raised = Amounts(total_tokens=80, llm_calls=1)
+    assert reserve(store, [t], raised, call_id="s", mode=ChargeMode.EXTEND, now=later).ok
+    assert reserve(store, [t], raised, call_id="s", mode=ChargeMode.EXTEND, now=later).ok  # sent twice: once
+    s = state(store, t, later)
+    assert (s.spent.total_tokens, s.reserved.total_tokens) == (80, 0)
+    refused = reserve(store, [t], Amounts(total_tokens=120), call_id="s", mode=ChargeMode.EXTEND, now=later)
+    assert refused.refusal is not None
+    assert (refused.refusal.current, refused.refusal.requested) == (80, 40)
+    commit(store, keys, [t], "s", call(70), now=later)
+    s = state(store, t, later)
+    assert (s.spent.total_tokens, s.spent.llm_calls, s.reserved.total_tokens) == (70, 1, 0)
+
+
 def test_charge_adds_to_spent_directly_and_respects_limits(store: Store, keys: KeyBuilder) -> None:
     """Tool calls are charged at once, and refused past a tool_calls limit."""
     t = target(keys, "tools", tool_calls=2)

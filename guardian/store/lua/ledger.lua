@@ -305,13 +305,18 @@ for _ = 1, nops do
     local applied = marker ~= nil and redis.call('EXISTS', marker) == 1
     local states = {}
     local holds = {} -- each bucket's current hold of this call, read once (false: none)
+    local charged = {} -- for an extension without a hold: the charge of its expired hold (false: none)
     local refusal = nil
     for b, bk in ipairs(buckets) do
       local v = load(bk[1])
       states[b] = v
       holds[b] = mode ~= 2 and redis.call('HGET', bk[1], 'h:' .. id) or false
-      if refusal == nil and bk[3] == 1 and not applied and not (mode == 1 and not holds[b]) then
-        local held = holds[b] and numbers(holds[b], M + 1) or nil
+      -- An extension whose hold expired (and was charged) is judged against that charge, or a stream whose
+      -- renewals failed would go on unchecked; one whose call was committed has nothing left to judge.
+      charged[b] = mode == 1 and not holds[b] and redis.call('HGET', bk[1], 'e:' .. id) or false
+      if refusal == nil and bk[3] == 1 and not applied and not (mode == 1 and not holds[b] and not charged[b]) then
+        local record = holds[b] or charged[b]
+        local held = record and numbers(record, M + 1) or nil
         for m = 1, M do
           local limit = bk[4][m]
           local want = a[m]
@@ -350,7 +355,18 @@ for _ = 1, nops do
       -- Nothing to do for a charge sent again, or for an extension of a hold already settled (a commit or an
       -- expiry came first): raising it would hold what nobody will release.
       local skip = applied or (mode == 1 and not holds[b])
-      if not skip and mode == 2 then
+      if not applied and charged[b] then
+        -- The expired hold's charge rises to what the stream now needs (never falls).
+        local record = numbers(charged[b], M + 1)
+        for m = 1, M do
+          if a[m] > record[m + 1] then
+            v[m] = v[m] + a[m] - record[m + 1]
+            record[m + 1] = a[m]
+          end
+        end
+        redis.call('HSET', hk, 'e:' .. id, pack(record, M + 1))
+        save(hk, bk[2])
+      elseif not skip and mode == 2 then
         for m = 1, M do
           v[m] = v[m] + a[m]
         end
