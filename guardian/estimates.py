@@ -12,6 +12,7 @@ bounded by one call per budget at a time and logged as ``commit_over_hold``.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Hashable
@@ -77,6 +78,21 @@ class UsageCheck:
 
     usage: TokenUsage
     rejected: dict[str, int]
+
+
+def reported_count(value: object) -> int:
+    """A provider's token count as an int. What is not a finite number (NaN, infinity, a string from a broken
+    proxy) becomes -1, which ``check_usage`` rejects in favour of Guardian's own count: a malformed report must
+    never skip a commit."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        return -1
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    return -1
 
 
 def check_usage(reported: TokenUsage, fallback: TokenUsage) -> UsageCheck:

@@ -250,10 +250,11 @@ class Supervisor:
         """Settle what the run left open, then make its usage durable before the run returns to its caller (one
         store round trip), and judge the thresholds its last commits may have passed."""
         with run.lock:
-            dangling = list(run.calls.values())
-            run.calls.clear()
-        for call in dangling:  # a call whose end never arrived (cancelled task): settle, never leak
-            self._settle(run, call, self._fallback_usage(call) if call.chars_seen else None)
+            dangling = list(run.calls)
+        for call_id in dangling:
+            call = self._pop_call(run, call_id)
+            if call is not None:
+                self._settle_unfinished(run, call)
         self._sync(run)
         run_keys = [b.target.key for b in run.bound if b.budget.scope == "run"]
         if run_keys:
@@ -596,7 +597,7 @@ class Supervisor:
 
     # -- internals -----------------------------------------------------------------------------------
 
-    def _settle(self, run: RunState, call: CallState, usage: TokenUsage | None) -> Amounts:
+    def _settle(self, run: RunState, call: CallState, usage: TokenUsage | None, *, learn: bool = True) -> Amounts:
         now = self.clock()
         if usage is None:
             if call.reserved:
@@ -608,7 +609,8 @@ class Supervisor:
                 "usage_rejected", **run.fields, call_id=call.call_id, model=call.model, reported=checked.rejected
             )
         usage = checked.usage
-        self.outputs.record(call.history_key, usage.output_tokens)
+        if learn:
+            self.outputs.record(call.history_key, usage.output_tokens)
         cost = self.pricer.cost(call.provider, call.model, usage)
         actual = Amounts(
             input_tokens=usage.input_tokens,
@@ -649,6 +651,16 @@ class Supervisor:
             estimated_tokens=call.estimate.total_tokens,
         )
         return actual
+
+    def _settle_unfinished(self, run: RunState, call: CallState) -> None:
+        """A call whose end never arrived (a task cancelled without its error event, a framework bug). The
+        request was sent, so the provider may bill it in full: it is charged its hold, as an expired hold is,
+        and the hold is not taught to the output history as if it were what the model produced."""
+        usage = TokenUsage(call.prompt_tokens, max(call.tokens_seen, call.output_reserved))
+        self.log.warning(
+            "call_unfinished", **run.fields, call_id=call.call_id, model=call.model, charged_tokens=usage.total_tokens
+        )
+        self._settle(run, call, usage, learn=False)
 
     @staticmethod
     def _fallback_usage(call: CallState) -> TokenUsage:

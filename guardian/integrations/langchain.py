@@ -26,6 +26,7 @@ from langchain_core.outputs import LLMResult
 from langchain_core.tools import BaseTool
 
 from guardian.errors import GuardianHalt, GuardianInternalError, IdentityError
+from guardian.estimates import reported_count
 from guardian.identity import Identity
 from guardian.integrations.observe import ObservationTracker, tool_name
 from guardian.loops import Observation
@@ -377,17 +378,17 @@ def usage_from_result(response: LLMResult) -> TokenUsage | None:
             found = True
             input_details = usage.get("input_token_details") or {}
             output_details = usage.get("output_token_details") or {}
-            totals[0] += int(usage.get("input_tokens") or 0)
-            totals[1] += int(usage.get("output_tokens") or 0)
-            totals[2] += int(input_details.get("cache_read") or 0)
-            totals[3] += int(input_details.get("cache_creation") or 0)
-            totals[4] += int(output_details.get("reasoning") or 0)
+            totals[0] += reported_count(usage.get("input_tokens"))
+            totals[1] += reported_count(usage.get("output_tokens"))
+            totals[2] += reported_count(input_details.get("cache_read"))
+            totals[3] += reported_count(input_details.get("cache_creation"))
+            totals[4] += reported_count(output_details.get("reasoning"))
     if not found:
         legacy = (response.llm_output or {}).get("token_usage") or {}
         if not legacy:
             return None
-        totals[0] = int(legacy.get("prompt_tokens") or 0)
-        totals[1] = int(legacy.get("completion_tokens") or 0)
+        totals[0] = reported_count(legacy.get("prompt_tokens"))
+        totals[1] = reported_count(legacy.get("completion_tokens"))
     return TokenUsage(*totals)
 
 

@@ -39,6 +39,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
+from guardian.estimates import reported_count
 from guardian.loops import ModelObservation, NodeObservation, Observation, ToolObservation, normalize
 
 __all__ = [
@@ -144,14 +145,14 @@ def model_observation(response: LLMResult, *, model: str | None = None) -> Model
         ]
         usage = getattr(message, "usage_metadata", None)
         if usage:
-            tokens = int(usage.get("total_tokens") or 0)
+            tokens = max(0, reported_count(usage.get("total_tokens")))
         reported = message.response_metadata.get("model_name") or message.response_metadata.get("model")
     elif generation is not None:
         text = generation.text
     if not tokens and response.llm_output:
         usage = response.llm_output.get("token_usage") or response.llm_output.get("usage") or {}
         if isinstance(usage, Mapping):
-            tokens = int(usage.get("total_tokens") or 0)
+            tokens = max(0, reported_count(usage.get("total_tokens")))
     if reported is None and response.llm_output:
         reported = response.llm_output.get("model_name")
     return ModelObservation(

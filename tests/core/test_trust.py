@@ -420,6 +420,68 @@ def test_insane_usage_is_rejected_and_both_stores_agree(
     assert served == (300 - hold - spent) // cost + 1
 
 
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), "12", True])
+def test_a_malformed_usage_count_is_rejected_and_the_call_still_committed(
+    make_guardian: GuardianFactory, value: Any
+) -> None:
+    """A proxy reporting a non-finite or non-numeric output count (set after the message was built, as provider
+    integrations do, so pydantic never checked it): the commit is not lost to a conversion error; the output
+    count is Guardian's own and usage_rejected says so."""
+    guard = make_guardian(user_daily(total_tokens=1_000))
+    handler = guard.callback(user="u")
+    bad = AIMessage(content="one two three")
+    bad.usage_metadata = {"input_tokens": 7, "output_tokens": value, "total_tokens": 7}
+    with capture_logs() as logs:
+        ScriptedChatModel(replies=[bad], max_tokens=50).invoke("q", config={"callbacks": [handler]})
+    assert not [e for e in logs if e["event"] == "guardian_internal_error"]
+    (rejected,) = [e for e in logs if e["event"] == "usage_rejected"]
+    assert "output_tokens" in rejected["reported"]
+    (row,) = guard.status()
+    assert row.spent.input_tokens == 7
+    assert row.spent.output_tokens == 50  # the output hold: nothing streamed, so the cap is what it may have cost
+    assert row.spent.llm_calls == 1
+
+
+def test_legacy_token_usage_that_is_not_a_number_is_not_believed() -> None:
+    """The llm_output path (completion models, older integrations) is parsed as carefully as usage_metadata."""
+    from langchain_core.outputs import ChatGeneration, LLMResult
+
+    from guardian.integrations.langchain import usage_from_result
+
+    result = LLMResult(
+        generations=[[ChatGeneration(message=AIMessage(content="x"))]],
+        llm_output={"token_usage": {"prompt_tokens": float("inf"), "completion_tokens": 4.0}},
+    )
+    usage = usage_from_result(result)
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens) == (-1, 4)  # -1: rejected by check_usage, never int(inf)
+
+
+def test_a_call_whose_end_never_arrives_is_charged_its_hold_and_forgotten(make_guardian: GuardianFactory) -> None:
+    """A model call started but never ended (its end event lost, a task cancelled without an error event) when
+    its run ends: the request was sent, so its hold is charged (as an expired hold is), call_unfinished is logged,
+    and the call leaves every table: the renewer does not keep renewing a hold nobody will settle."""
+    from uuid import uuid4
+
+    guard = make_guardian(user_daily(total_tokens=1_000))
+    handler = guard.callback(user="u")
+    root, child = uuid4(), uuid4()
+    handler.on_chain_start({}, {}, run_id=root)
+    meta = {"ls_provider": "openai", "ls_model_name": "gpt-4o-mini", "ls_max_tokens": 40}
+    handler.on_chat_model_start({}, [[HumanMessage("q")]], run_id=child, parent_run_id=root, metadata=meta)
+    assert len(guard.supervisor._live) == 1
+    with capture_logs() as logs:
+        handler.on_chain_end({}, run_id=root)
+    (event,) = [e for e in logs if e["event"] == "call_unfinished"]
+    assert event["charged_tokens"] == prompt_tokens("q") + 40
+    assert guard.supervisor._live == {}
+    assert guard.supervisor.renew_holds() == 0
+    (row,) = guard.status()
+    assert row.spent.total_tokens == prompt_tokens("q") + 40
+    assert row.spent.llm_calls == 1
+    assert handler.active_runs == 0
+
+
 # -- C12: no prompt text in any log ----------------------------------------------------------------------------
 
 SECRET = "4111 1111 1111 1111"
