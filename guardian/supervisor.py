@@ -96,6 +96,7 @@ class CallState:
     history_key: tuple[str, str | None, str]  # (agent, provider, model): whose outputs teach the next hold
     renewed_at: float = 0.0
     chars_seen: int = 0  # streamed output, in characters: converted to tokens once, not per chunk
+    near_limit: bool = False  # a whole block was refused: later extensions ask only for the next token
 
     @property
     def tokens_seen(self) -> int:
@@ -385,6 +386,8 @@ class Supervisor:
         is not counted a token per chunk. A call with an output cap already holds all it can produce: its hold
         never grows. Without a cap, the hold grows a block at a time on reaching it; when a whole block does not
         fit, it asks only for the room the next token needs, and the stream is cut when even that is refused.
+        After one refused block the call is near its limit and asks only for the next token from then on: another
+        block would be refused too, costing a second ledger call per token.
         """
         call = run.calls.get(call_id)
         if call is None:
@@ -393,10 +396,13 @@ class Supervisor:
         # Extend on reaching the hold, not on passing it, so a refused extension never overspends it.
         if call.capped or not call.reserved or call.tokens_seen < call.output_reserved:
             return PROCEED
-        block = self._settings.stream_block_tokens
-        # Enough whole blocks to cover what already arrived plus the next token: a chunk may hold many tokens.
-        wanted = call.output_reserved + block * ((call.tokens_seen - call.output_reserved) // block + 1)
-        granted = self._extend(run, call, wanted, last_try=False)
+        granted: Decision | bool = False
+        if not call.near_limit:
+            block = self._settings.stream_block_tokens
+            # Enough whole blocks to cover what already arrived plus the next token: a chunk may hold many tokens.
+            wanted = call.output_reserved + block * ((call.tokens_seen - call.output_reserved) // block + 1)
+            granted = self._extend(run, call, wanted, last_try=False)
+            call.near_limit = granted is False
         if granted is False:
             granted = self._extend(run, call, call.tokens_seen + 1, last_try=True)
         return granted if isinstance(granted, Decision) else PROCEED
@@ -416,6 +422,7 @@ class Supervisor:
             mode=ChargeMode.EXTEND,
             kill_checks=run.kill_checks,  # an operator kill stops a running stream too
             want_states=False,
+            probe=not last_try,  # its refusal is followed by a smaller try, not a refused call
         )
         result = self._reserve(run, request, call.bound, op="extend", refusal_halts=last_try)
         if isinstance(result, Decision):

@@ -93,6 +93,7 @@ class ReserveRequest:
     kill_checks: Sequence[KillCheck] = ()
     want_states: bool = True  # False: the caller needs no bucket states back (saves building them)
     marker_key: str | None = None  # CHARGE: applied once per marker (kept SETTLED_TTL_S)
+    probe: bool = False  # a try that a smaller one follows if refused: its refusal is not counted in `refused`
 
 
 @dataclass(slots=True)

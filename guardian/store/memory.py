@@ -132,10 +132,11 @@ class MemoryStore(Store):
                         continue
                 refusal = _check(index, target, bucket, amount, held[1] if held else None, mode)
                 if refusal is not None:
-                    if bucket.expires_at == 0.0:  # a first request refused still leaves its count behind
-                        bucket.expires_at = target.expires_at
-                        self._buckets[target.key] = bucket
-                    bucket.refused += 1
+                    if not request.probe:
+                        if bucket.expires_at == 0.0:  # a first request refused still leaves its count behind
+                            bucket.expires_at = target.expires_at
+                            self._buckets[target.key] = bucket
+                        bucket.refused += 1
                     return ReserveResult(refusal=refusal, states=[b.state() for b in buckets])
             if request.marker_key is not None and not applied:
                 self._mark(request.marker_key, now, now + MEMORY_MARKER_TTL_S)

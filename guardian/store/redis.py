@@ -50,6 +50,7 @@ _HOLD = struct.Struct(f"<{_N + 1}q")  # expiry, amounts
 _log = structlog.get_logger("guardian")
 _Pending: TypeAlias = CommitRequest | ReleaseRequest
 _SETTLED_TTL_MS = int(SETTLED_TTL_S * 1000)
+_PROBE_FLAG = 8  # added to an R op's mode: a probe's refusal is not counted (ledger.lua)
 
 # Answers about the server's state, not about what was sent: the items are kept and retried, as on a lost
 # connection. Any other ResponseError (a key of the wrong type, a script error) would come back on every resend.
@@ -122,7 +123,8 @@ class _Batch:
     def reserve(self, r: ReserveRequest) -> None:
         self.count += 1
         marker = 0 if r.marker_key is None else self.key(r.marker_key)
-        self.ops += ["R", r.call_id, _ms(r.ttl_s), int(r.mode), marker, len(r.kill_checks)]
+        mode = int(r.mode) + (_PROBE_FLAG if r.probe else 0)
+        self.ops += ["R", r.call_id, _ms(r.ttl_s), mode, marker, len(r.kill_checks)]
         self.ops += [self.key(k.key) for k in r.kill_checks]
         self.ops.append(len(r.targets))
         for t in r.targets:

@@ -111,6 +111,35 @@ def test_an_uncapped_extension_asks_only_for_the_room_it_needs(make_guardian: Gu
     assert row.spent.output_tokens == 30
 
 
+def test_near_the_limit_a_stream_stops_probing_for_whole_blocks(make_guardian: GuardianFactory) -> None:
+    """Once a whole block was refused the stream asks only for the next token: one ledger call per token, not
+    two, and the refused blocks are probes, not refusals a FinOps team would read as turned-away calls. The
+    last refusal, the one that cuts the stream at the limit, is counted."""
+    from guardian.errors import BudgetExceeded as Exceeded
+
+    guard = make_guardian(
+        {"settings": {"default_max_output_tokens": 8, "stream_block_tokens": 100}, **run_cap(output_tokens=20)}
+    )
+    requests: list[Any] = []
+    reserve = guard.store.reserve
+
+    def spy(request: Any) -> Any:
+        requests.append(request)
+        return reserve(request)
+
+    guard.store.reserve = spy  # type: ignore[method-assign]
+    model = ScriptedChatModel(replies=[words(30, length=3)])
+    with pytest.raises(Exceeded):
+        list(model.stream("go", config={"callbacks": [guard.callback()]}))
+    extensions = requests[1:]
+    probes = [r for r in extensions if r.probe]
+    assert len(probes) == 1  # the first block refused; never asked again
+    assert len(extensions) == 1 + (20 - 8) + 1  # that probe, one per token up to the limit, the one refused
+    (row,) = guard.status()
+    assert row.refused == 1
+    assert row.spent.output_tokens == 20
+
+
 # -- A2: a learned output hold ---------------------------------------------------------------------------------
 
 

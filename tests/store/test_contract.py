@@ -214,6 +214,21 @@ def test_extend_raises_a_hold_until_the_limit(store: Store, keys: KeyBuilder) ->
     assert state(store, t).reserved == Amounts()
 
 
+def test_a_refused_probe_is_not_counted_as_a_refusal(store: Store, keys: KeyBuilder) -> None:
+    """A probe (a try that a smaller one follows) is refused like any request, but `refused` counts only the
+    requests a budget really turned away, and nothing of a refused probe is held."""
+    t = target(keys, "probe", total_tokens=100)
+    assert reserve(store, [t], call(50), call_id="s").ok
+    probe = ReserveRequest("s", [t], Amounts(total_tokens=150), NOW, mode=ChargeMode.EXTEND, probe=True)
+    result = store.reserve(probe)
+    assert result.refusal is not None
+    assert (result.refusal.current, result.refusal.requested) == (50, 100)
+    assert state(store, t).refused == 0
+    assert state(store, t).reserved.total_tokens == 50
+    assert not reserve(store, [t], Amounts(total_tokens=150), call_id="s", mode=ChargeMode.EXTEND).ok
+    assert state(store, t).refused == 1
+
+
 def test_an_extension_sent_twice_holds_once(store: Store, keys: KeyBuilder) -> None:
     """An extension re-sent after a lost reply raises the hold to the same total: nothing is added twice."""
     t = target(keys, "ext-dup", total_tokens=1000)

@@ -29,7 +29,7 @@
 --   S nb {bucket_idx}*nb                                                                read states
 --   R call_id hold_ttl_ms mode marker_idx nk {kill_idx}*nk nb {bucket_idx ttl_ms enforce l1..l6}*nb a1..a6
 --      mode 0 reserve (replace hold), 1 extend (raise the hold to a1..a6), 2 charge spent directly, once per
---      marker (marker_idx 0: none)
+--      marker (marker_idx 0: none); plus 8 for a probe, whose refusal is not counted (a smaller try follows)
 -- Returns for the R op: {0, states...} | {1, kill_pos} | {2, bucket_pos, metric_pos, limit, current, requested, states...}
 -- where states = for each bucket s1..s6 r1..r6. Without an R op: {0, {exists refused s1..s6 r1..r6} per S bucket}.
 
@@ -270,6 +270,10 @@ for _ = 1, nops do
     local id = nextarg()
     local hold_ttl = tonumber(nextarg())
     local mode = tonumber(nextarg())
+    local probe = mode >= 8
+    if probe then
+      mode = mode - 8
+    end
     local marker_idx = tonumber(nextarg())
     local nk = tonumber(nextarg())
     local kill_keys = {}
@@ -336,9 +340,11 @@ for _ = 1, nops do
     end
     if refusal ~= nil then
       -- Counted on the bucket that refused, so `guardian status` shows how many calls a budget turned away.
-      local refusing = buckets[refusal[2] + 1]
-      redis.call('HINCRBY', refusing[1], 'refused', 1)
-      redis.call('PEXPIRE', refusing[1], refusing[2])
+      if not probe then
+        local refusing = buckets[refusal[2] + 1]
+        redis.call('HINCRBY', refusing[1], 'refused', 1)
+        redis.call('PEXPIRE', refusing[1], refusing[2])
+      end
       for _, v in ipairs(states) do
         append_state(refusal, v)
       end
