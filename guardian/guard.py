@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -22,6 +23,7 @@ from guardian.policy import Policy
 from guardian.renewal import HoldRenewer
 from guardian.store import RedisStore, Store, open_store
 from guardian.supervisor import Supervisor
+from guardian.threads import on_background_thread
 
 __all__ = ["MAX_KILL_TTL_S", "STORE_URL_ENV", "BudgetStatus", "Guardian", "describe_kill", "validate_kill_ttl"]
 
@@ -197,6 +199,15 @@ class Guardian:
 
 
 def _release(renewer: HoldRenewer, alerts: AlertDispatcher, store: Store) -> None:
+    if on_background_thread():
+        # Garbage collection ran this finalizer on our flusher or alert worker, which cannot join or drain
+        # itself: close from a thread of its own (not a daemon, so an exiting interpreter waits for the flush).
+        threading.Thread(target=_release_now, args=(renewer, alerts, store), name="guardian-close").start()
+        return
+    _release_now(renewer, alerts, store)
+
+
+def _release_now(renewer: HoldRenewer, alerts: AlertDispatcher, store: Store) -> None:
     renewer.stop()
     alerts.close()
     store.close()

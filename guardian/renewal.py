@@ -14,6 +14,8 @@ import weakref
 from collections.abc import Callable
 from typing import Protocol
 
+from guardian.threads import start_background
+
 __all__ = ["HoldRenewer"]
 
 
@@ -45,13 +47,9 @@ class HoldRenewer:
             return
         with self._lock:
             if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(
-                    target=_loop,
-                    args=(self._owner, self._stop, self._interval_s, self._wait),
-                    name="guardian-hold-renewer",
-                    daemon=True,
+                self._thread = start_background(
+                    _loop, (self._owner, self._stop, self._interval_s, self._wait), "guardian-hold-renewer"
                 )
-                self._thread.start()
 
     @property
     def running(self) -> bool:

@@ -29,6 +29,7 @@ from guardian.alerts._model import Alert, AlertDeliveryError, AlertKind
 from guardian.alerts.config import DEFAULT_ALERT_KINDS
 from guardian.alerts.sink import AlertSink
 from guardian.keys import KeyBuilder
+from guardian.threads import start_background
 
 __all__ = ["AlertDispatcher", "FlagStore"]
 
@@ -188,8 +189,7 @@ class AlertDispatcher:
         # Both through weak references: a dispatcher dropped without close() must not live on in its thread or in
         # the exit hooks (keeping its store and connections alive with it).
         ref = weakref.ref(self)
-        self._thread = threading.Thread(target=_work_loop, args=(ref,), name="guardian-alerts", daemon=True)
-        self._thread.start()
+        self._thread = start_background(_work_loop, (ref,), "guardian-alerts")
         self._exit_hook = functools.partial(_close_at_exit, ref)
         atexit.register(self._exit_hook)  # deliver what is pending when the interpreter exits
         weakref.finalize(self, _wake, self._changed)  # a waiting worker sees its dispatcher is gone, and ends

@@ -41,6 +41,7 @@ from guardian.store.base import (
     Target,
     check_amount,
 )
+from guardian.threads import start_background
 
 __all__ = ["RedisStore"]
 
@@ -337,7 +338,7 @@ class RedisStore(Store):
             self._closed = True
             self._wake.notify_all()
         flusher = self._flusher
-        if flusher is not None:
+        if flusher is not None and flusher is not threading.current_thread():
             flusher.join(timeout=5)
         try:
             self.flush()
@@ -428,10 +429,7 @@ class RedisStore(Store):
                 self._pending.append(item)
                 if self._flusher is None:
                     # Through a weak reference: a store dropped without close() must not live on in its thread.
-                    self._flusher = threading.Thread(
-                        target=_flush_loop, args=(weakref.ref(self),), name="guardian-redis-flusher", daemon=True
-                    )
-                    self._flusher.start()
+                    self._flusher = start_background(_flush_loop, (weakref.ref(self),), "guardian-redis-flusher")
                 if len(self._pending) >= self._max_batch:
                     self._wake.notify()
         if closed:

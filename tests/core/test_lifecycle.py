@@ -64,3 +64,42 @@ def test_unclosed_guardians_leave_no_threads_connections_or_stores(redis_url: st
     reader.close()
     assert len(rows) == 50
     assert all(row.spent.llm_calls == 1 and row.reserved.llm_calls == 0 for row in rows)
+
+
+def test_a_finalizer_run_on_an_alert_worker_closes_from_a_thread_of_its_own(redis_url: str, key_prefix: str) -> None:
+    """Garbage collection may run a dropped Guardian's finalizer on its own alert worker (or Redis flusher), which
+    cannot drain or join itself. Closing there hands the work to a thread of its own: the alert being delivered
+    is not dropped as "in flight at close", nothing raises, and usage is still flushed."""
+    from structlog.testing import capture_logs
+
+    errors: list[BaseException] = []
+    delivered = threading.Event()
+    holder: list[Guardian] = []
+
+    class FinalizingSink:
+        name = "finalizing"
+        all_kinds = True
+
+        def send(self, alert: Any) -> None:
+            try:
+                holder[0]._finalizer()  # what a garbage collection on this thread would run
+            except BaseException as exc:
+                errors.append(exc)
+            delivered.set()
+
+    guard = Guardian(POLICY, store=redis_url, key_prefix=key_prefix, alert_sinks=[FinalizingSink()])
+    holder.append(guard)
+    with capture_logs() as logs:
+        ScriptedChatModel(replies=["x"], max_tokens=5).invoke("q", config={"callbacks": [guard.callback(user="f")]})
+        assert delivered.wait(10)
+        for thread in threading.enumerate():
+            if thread.name == "guardian-close":
+                thread.join(10)
+    assert errors == []
+    assert not [e for e in logs if e["event"] == "alert_dropped"]
+    assert not any(t.name == "guardian-close" for t in threading.enumerate())
+    assert not guard.supervisor.renewer.running
+    reader = Guardian(POLICY, store=redis_url, key_prefix=key_prefix)
+    (row,) = reader.status()
+    reader.close()
+    assert row.spent.llm_calls == 1
