@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import threading
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
@@ -23,7 +25,6 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.outputs import LLMResult
-from langchain_core.tools import BaseTool
 
 from guardian.errors import GuardianHalt, GuardianInternalError, IdentityError
 from guardian.estimates import reported_count
@@ -31,14 +32,13 @@ from guardian.identity import Identity
 from guardian.integrations.observe import ObservationTracker, tool_name
 from guardian.loops import Observation
 from guardian.pricing import TokenUsage
-from guardian.supervisor import Decision, RunState, Supervisor
+from guardian.supervisor import CHARS_PER_TOKEN, Decision, RunState, Supervisor
 
 __all__ = [
     "GuardianCallbackHandler",
     "chunk_chars",
     "output_tokens_of",
-    "request_format_tokens",
-    "request_tools",
+    "request_schema_tokens",
     "usage_from_result",
 ]
 
@@ -216,9 +216,8 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         params = kwargs.get("invocation_params") or {}
-        tools = request_tools(params)
-        prompt_tokens = sum(count_tokens_approximately(batch, tools=tools) for batch in messages)
-        prompt_tokens += request_format_tokens(params) * len(messages)
+        prompt_tokens = sum(count_tokens_approximately(batch) for batch in messages)
+        prompt_tokens += request_schema_tokens(params) * len(messages)
         self._start_call(run_id, parent_run_id, metadata, params, serialized, prompt_tokens)
 
     @_guarded(before_spend=True)
@@ -403,7 +402,7 @@ def _tags(value: Any) -> frozenset[str]:
 
 def _approx_tokens(chars: int) -> int:
     """langchain-core's approximation (4 characters a token), at least 1 for any output at all."""
-    return max(1, (chars + 2) // 4) if chars else 0
+    return max(1, (chars + CHARS_PER_TOKEN // 2) // CHARS_PER_TOKEN) if chars else 0
 
 
 def chunk_chars(token: str | list[str | dict[str, Any]], chunk: Any) -> int:
@@ -418,22 +417,56 @@ def chunk_chars(token: str | list[str | dict[str, Any]], chunk: Any) -> int:
     return chars
 
 
-def request_tools(params: dict[str, Any]) -> list[BaseTool | dict[str, Any]] | None:
-    """The tool (and legacy function) schemas a request sends: the provider bills them as prompt tokens."""
-    tools: list[BaseTool | dict[str, Any]] = [
-        t for key in ("tools", "functions") for t in (params.get(key) or ()) if isinstance(t, dict)
-    ]
-    return tools or None
-
-
-def request_format_tokens(params: dict[str, Any]) -> int:
-    """Tokens of a structured-output schema (``response_format``), sent with the prompt."""
+def request_schema_tokens(params: dict[str, Any]) -> int:
+    """Tokens of the schemas a request sends besides its messages: tools, legacy functions and a structured-output
+    ``response_format``. Providers bill them as prompt; counted as langchain-core's ``count_tokens_approximately``
+    counts tools (their JSON, 4 characters a token)."""
+    schemas: list[Any] = [t for key in ("tools", "functions") for t in (params.get(key) or ()) if isinstance(t, dict)]
     fmt = params.get("response_format")
-    if not fmt:
-        return 0
-    if not isinstance(fmt, dict):
-        fmt = getattr(fmt, "model_json_schema", lambda: {"name": str(fmt)})()
-    return _approx_tokens(len(json.dumps(fmt, default=str)))
+    if fmt:
+        schemas.append(fmt)
+    return _schema_tokens.tokens(schemas) if schemas else 0
+
+
+class _SchemaTokens:
+    """Schema token counts, cached by the identity of the schema objects.
+
+    A model bound once (``bind_tools``, ``with_structured_output``) sends the very same schema objects on every
+    call, and serialising twenty tool schemas costs ~150 µs a call. An entry keeps its objects alive, so their
+    ids cannot be reused by other objects while it is cached; a schema mutated in place keeps its old count
+    (schemas are built once and never edited in practice). Bounded, least recently used first out.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[int, ...], tuple[list[Any], int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def tokens(self, schemas: list[Any]) -> int:
+        key = tuple(map(id, schemas))
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+                return hit[1]
+        chars = sum(len(json.dumps(_schema_of(s), default=str)) for s in schemas)
+        tokens = math.ceil(chars / CHARS_PER_TOKEN)
+        with self._lock:
+            self._entries[key] = (schemas, tokens)
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return tokens
+
+
+def _schema_of(value: Any) -> Any:
+    """A schema as sent: a dict as it is, a pydantic class (structured output) as its JSON schema."""
+    if isinstance(value, dict):
+        return value
+    schema = getattr(value, "model_json_schema", None)
+    return schema() if callable(schema) else {"name": str(value)}
+
+
+_schema_tokens = _SchemaTokens()
 
 
 def output_tokens_of(response: LLMResult) -> int:

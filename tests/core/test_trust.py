@@ -246,17 +246,42 @@ def test_bound_tool_schemas_are_counted_in_the_estimate(make_guardian: GuardianF
     assert row.spent.total_tokens <= 10_000
 
 
-def test_response_format_schemas_are_counted(make_guardian: GuardianFactory) -> None:
-    """A structured-output schema in the request is prompt too."""
-    from guardian.integrations.langchain import request_format_tokens, request_tools
+def test_response_format_schemas_are_counted() -> None:
+    """A structured-output schema in the request is prompt too, as is a legacy functions list; a schema that
+    is not a dict (a pydantic class given to with_structured_output) is counted as its JSON schema."""
+    from pydantic import BaseModel, Field
+
+    from guardian.integrations.langchain import request_schema_tokens
 
     schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"description": "d" * 400}}}
-    assert request_format_tokens({"response_format": schema}) > 100
-    assert request_format_tokens({}) == 0
-    assert request_tools({"functions": [{"name": "f"}], "tools": [{"type": "function"}]}) == [
-        {"type": "function"},
-        {"name": "f"},
-    ]
+    assert request_schema_tokens({"response_format": schema}) > 100
+    assert request_schema_tokens({}) == 0
+    function = {"name": "f", "description": "e" * 400}
+    assert request_schema_tokens({"functions": [function]}) > 100
+
+    class Verdict(BaseModel):
+        label: str = Field(description="l" * 400)
+
+    assert request_schema_tokens({"response_format": Verdict}) > 100
+
+
+def test_tool_schema_tokens_match_langchain_and_are_cached() -> None:
+    """The count equals langchain-core's own for the same tools, and a model bound once (the same schema objects
+    on every call) is serialised once: the second count does not serialise at all."""
+    from unittest import mock
+
+    from guardian.integrations import langchain as adapter
+
+    schemas: list[Any] = [convert_to_openai_tool(t) for t in TOOLS]
+    expected = count_tokens_approximately([HumanMessage("q")], tools=schemas) - count_tokens_approximately(
+        [HumanMessage("q")]
+    )
+    params = {"tools": schemas}
+    assert adapter.request_schema_tokens(params) == expected
+    with mock.patch("guardian.integrations.langchain.json.dumps", side_effect=AssertionError("serialised again")):
+        assert adapter.request_schema_tokens(dict(params)) == expected
+    copies = {"tools": [dict(s) for s in schemas]}  # new objects: counted afresh, to the same result
+    assert adapter.request_schema_tokens(copies) == expected
 
 
 # -- B4: usage is in the store before the run returns -----------------------------------------------------------
