@@ -9,6 +9,7 @@ from guardian.errors import (
     GuardianError,
     GuardianHalt,
     GuardianInternalError,
+    IdentityError,
     LoopDetected,
     PolicyError,
     RunKilled,
@@ -19,6 +20,7 @@ from guardian.errors import (
 from guardian.guard import BudgetStatus, Guardian
 from guardian.identity import Identity
 from guardian.integrations.langchain import GuardianCallbackHandler
+from guardian.keys import KillFlag
 from guardian.policy import Policy, load_policy
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
     "GuardianHalt",
     "GuardianInternalError",
     "Identity",
+    "IdentityError",
+    "KillFlag",
     "LoopDetected",
     "Policy",
     "PolicyError",

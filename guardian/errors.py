@@ -6,6 +6,7 @@ retries most other exceptions, which would re-spend the budget that just ran out
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -107,12 +108,17 @@ class BudgetExceeded(GuardianHalt):
 class RunKilled(GuardianHalt):
     """An operator set a kill flag (``guardian kill``) on this run, agent, user or tenant."""
 
-    def __init__(self, *, target: str, value: str, run_id: str | None) -> None:
+    def __init__(self, *, target: str, value: str, run_id: str | None, tenant: str | None = None) -> None:
         self.target = target
         self.value = value
+        self.tenant = tenant  # an agent or user flag scoped to one tenant; None: fleet-wide (or a run or tenant)
+        command = f"guardian kill --{target} {shlex.quote(value)}"
+        if tenant is not None and target != "tenant":
+            command += f" --tenant {shlex.quote(tenant)}"
         super().__init__(
-            f"run halted: {target} {value!r} was killed by an operator "
-            f"(clear it with `guardian kill --{target} {value} --clear`)",
+            f"run halted: {target} {value!r}"
+            + (f" in tenant {tenant!r}" if tenant is not None and target != "tenant" else "")
+            + f" was killed by an operator (clear it with `{command} --clear`)",
             run_id=run_id,
         )
 

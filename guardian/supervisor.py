@@ -239,7 +239,7 @@ class Supervisor:
             budget_names=tuple(b.name for b in budgets),
             fields=identity.log_fields(),
             loop_rule=self.policy.loop_rule_for(identity),
-            kill_checks=[KillCheck(self.keys.kill(t, v, tenant), t, v) for t, v, tenant in flags],
+            kill_checks=[KillCheck(self.keys.kill(t, v, tenant), t, v, tenant) for t, v, tenant in flags],
             run_keys=run_keys,
         )
         if len(self._plans) > 10_000:
@@ -736,7 +736,7 @@ class Supervisor:
                 self.log.warning("store_recovered", mode=self._settings.on_store_error)
 
     def _killed(self, run: RunState, check: KillCheck) -> Decision:
-        halt = RunKilled(target=check.target, value=check.value, run_id=run.run_id)
+        halt = RunKilled(target=check.target, value=check.value, tenant=check.tenant, run_id=run.run_id)
         self.log.warning("run_killed", **run.fields, target=check.target, value=check.value)
         return self._trip(run, halt)
 

@@ -26,7 +26,7 @@ class SlackConfig(BaseModel):
     channel: str | None = None
     mention: str | None = None
     api_url: str | None = None
-    timeout_s: float = Field(default=5.0, gt=0, le=120)
+    timeout_s: float = Field(default=5.0, ge=0.5, le=120)  # below half a second Slack's own latency times out
 
     @field_validator("webhook_url", "token", "channel", "mention", "api_url", mode="before")
     @classmethod
@@ -83,8 +83,8 @@ class AlertsConfig(BaseModel):
 
     slack: SlackConfig | None = None
     on: tuple[EnabledKind, ...] = DEFAULT_ALERT_KINDS
-    queue_size: int = Field(default=1000, ge=1)
-    flush_timeout_s: float = Field(default=5.0, ge=0)
+    queue_size: int = Field(default=1000, ge=1, le=1_000_000)  # a bound on memory, so it is bounded itself
+    flush_timeout_s: float = Field(default=5.0, ge=0, le=300, allow_inf_nan=False)  # how long close() may wait
 
     @model_validator(mode="before")
     @classmethod

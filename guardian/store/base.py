@@ -80,6 +80,7 @@ class KillCheck:
     key: str
     target: str
     value: str
+    tenant: str | None = None  # the tenant an agent or user flag is scoped to; None: every tenant
 
 
 @dataclass(slots=True)

@@ -86,6 +86,23 @@ def test_defaults() -> None:
     assert (config.slack, config.queue_size, config.flush_timeout_s) == (None, 1000, 5.0)
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"flush_timeout_s": float("inf")},
+        {"flush_timeout_s": float("nan")},
+        {"flush_timeout_s": 3600},
+        {"queue_size": 10**9},
+        {"slack": {"webhook_url": "https://hooks.slack.com/services/T/B/X", "timeout_s": 0.001}},
+    ],
+)
+def test_unbounded_or_useless_alert_settings_are_refused(settings: dict[str, Any]) -> None:
+    """close() must not wait forever, the queue bounds memory only if it is bounded itself, and a Slack timeout
+    of a millisecond would fail every delivery: each is a validation error, not a surprise in production."""
+    with pytest.raises(ValidationError):
+        AlertsConfig.model_validate(settings)
+
+
 def test_token_and_channel() -> None:
     """A bot token with a channel (and an optional API URL) is the other valid destination."""
     config = SlackConfig.model_validate({"token": "xoxb-1", "channel": "#a", "api_url": "http://127.0.0.1:9/api/"})
@@ -112,7 +129,7 @@ def test_secrets_are_not_shown() -> None:
         ({}, "no Slack destination"),
         ({"webhook_url": "hooks.slack.com/x"}, "must be an http"),
         ({"webhook_url": "https://h/x", "api_url": "https://slack.com/api/"}, "api_url applies to token"),
-        ({"webhook_url": "https://h/x", "timeout_s": 0}, "greater than 0"),
+        ({"webhook_url": "https://h/x", "timeout_s": 0}, "greater than or equal to 0.5"),
         ({"webhook_url": "https://h/x", "colour": "red"}, "Extra inputs are not permitted"),
     ],
 )

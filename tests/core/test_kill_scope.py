@@ -108,3 +108,20 @@ def test_the_killed_alert_names_the_tenant_and_its_undo_clears_that_flag(make_gu
         "Undo: `guardian kill --user alice --tenant acme --clear`",
         "Undo: `guardian kill --user bob --clear`",
     ]
+
+
+def test_a_runkilled_halt_says_how_to_clear_the_flag_that_stopped_it(make_guardian: GuardianFactory) -> None:
+    """The halt's own hint clears exactly the flag that stopped the run: with --tenant for a tenant-scoped kill,
+    without for a fleet-wide one, shell-quoted; and the halt names the tenant."""
+    guard = make_guardian(CAP)
+    model = ScriptedChatModel(replies=["x"], cycle=True, max_tokens=5)
+    guard.kill(user="alice smith", tenant="acme")
+    guard.kill(user="bob")
+    with pytest.raises(RunKilled) as scoped:
+        model.invoke("q", config={"callbacks": [guard.callback(user="alice smith", tenant="acme")]})
+    with pytest.raises(RunKilled) as fleet:
+        model.invoke("q", config={"callbacks": [guard.callback(user="bob", tenant="acme")]})
+    assert scoped.value.tenant == "acme"
+    assert "`guardian kill --user 'alice smith' --tenant acme --clear`" in str(scoped.value)
+    assert fleet.value.tenant is None
+    assert "`guardian kill --user bob --clear`" in str(fleet.value)
