@@ -68,7 +68,8 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="Policy files or d
         settings = rule.settings
         out.print(
             f"  loop rule [bold]{rule.name}[/bold]: window={settings.window} max_repeats={settings.max_repeats} "
-            f"action={rule.action}"
+            f"max_tool_repeats={settings.max_tool_repeats} action={rule.action}"
+            + (f" (alert only: {', '.join(sorted(rule.alert_on))})" if rule.alert_on and rule.action == "kill" else "")
         )
     if not policy.loops:
         out.print("  loop detection off (loops: [])")

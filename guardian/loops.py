@@ -52,17 +52,17 @@ import math
 import re
 import string
 import unicodedata
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, Literal, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias
 from uuid import UUID
 
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, ToolMessage
 from pydantic import BaseModel
-from rapidfuzz import fuzz, process
+from rapidfuzz.distance import Levenshtein
 
 __all__ = [
     "FrozenMap",
@@ -130,16 +130,22 @@ class LoopSettings:
 
     window: int = 20
     max_repeats: int = 3
+    max_tool_repeats: int = 4
     similarity: float = 0.92
-    max_steps_without_progress: int = 12
+    max_steps_without_progress: int = 5
     allow: Mapping[str, int] = field(default_factory=FrozenMap)
 
     def __post_init__(self) -> None:
         problems = []
         if self.max_repeats < 2:
             problems.append(f"max_repeats must be at least 2, got {self.max_repeats}")
-        if self.window < self.max_repeats:
-            problems.append(f"window ({self.window}) must be at least max_repeats ({self.max_repeats})")
+        if self.max_tool_repeats < 2:
+            problems.append(f"max_tool_repeats must be at least 2, got {self.max_tool_repeats}")
+        if self.window < max(self.max_repeats, self.max_tool_repeats):
+            problems.append(
+                f"window ({self.window}) must be at least max_repeats ({self.max_repeats}) "
+                f"and max_tool_repeats ({self.max_tool_repeats})"
+            )
         if not 0.0 < self.similarity <= 1.0:
             problems.append(f"similarity must be in (0, 1], got {self.similarity}")
         if self.max_steps_without_progress < 1:
@@ -153,8 +159,8 @@ class LoopSettings:
             object.__setattr__(self, "allow", FrozenMap(self.allow))
 
     def max_repeats_for(self, tool: str) -> int:
-        """How many times ``tool`` may repeat the same call before it is a loop."""
-        return self.allow.get(tool, self.max_repeats)
+        """How many times ``tool`` may repeat the same call with the same result before it is a loop."""
+        return int(self.allow.get(tool, self.max_tool_repeats))
 
 
 @dataclass(frozen=True)
@@ -181,13 +187,17 @@ class NodeObservation:
 class ModelObservation:
     """A model reply: its text and the tool calls it requests as ``(name, args)``.
 
-    ``tokens`` is what the call cost (input + output), ``model`` names it in verdicts.
+    ``tokens`` is what the call cost (input + output); ``model`` and ``node`` (the LangGraph
+    node that made the call) name it in verdicts. ``prompt`` is the messages the model read;
+    held only until the detector has keyed them, never logged.
     """
 
     text: str
     tool_calls: Sequence[tuple[str, Any]] = ()
     tokens: int = 0
     model: str | None = None
+    prompt: Sequence[BaseMessage] | None = field(default=None, compare=False, repr=False)
+    node: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.tool_calls, tuple):
@@ -379,60 +389,126 @@ def _canon_mapping(value: Mapping[Any, Any], depth: int, hook: MessageHook) -> d
     return out
 
 
-class _Fingerprinter:
-    """``fingerprint`` with a bounded cache of message digests by object identity.
+class _MessageKeys:
+    """Message keys with a bounded cache by object identity.
 
-    Graph states hold the same message objects step after step; a node that returns the
-    whole message list then costs one hash per new message, not one per message. The
-    cache keeps a strong reference to each message, so an identity is never reused while
-    cached. Messages are treated as immutable, as LangGraph does.
+    A graph's state holds the same message objects call after call, so a prompt of fifty
+    messages costs one key per *new* message. The cache keeps a strong reference to each
+    message, so an identity is never reused while cached; messages are treated as
+    immutable, as LangGraph does.
     """
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._cache: OrderedDict[int, tuple[BaseMessage, dict[str, str]]] = OrderedDict()
-        self.saw_ai_message = False  # whether the last value hashed held an AI message
+        self._cache: OrderedDict[int, tuple[BaseMessage, bytes]] = OrderedDict()
 
-    def __call__(self, value: Any) -> bytes:
-        self.saw_ai_message = False
-        return _digest(_canon(value, 0, self._message_ref))
-
-    def _message_ref(self, message: BaseMessage) -> Any:
-        if message.type.startswith(("ai", "AI")):
-            self.saw_ai_message = True
-        key = id(message)
-        hit = self._cache.get(key)
+    def __call__(self, message: BaseMessage) -> bytes:
+        slot = id(message)
+        hit = self._cache.get(slot)
         if hit is not None and hit[0] is message:
-            self._cache.move_to_end(key)
+            self._cache.move_to_end(slot)
             return hit[1]
-        ref = {"__message__": _digest(_message_fields(message, self._message_ref)).hex()}
-        self._cache[key] = (message, ref)
+        key = message_key(message)
+        self._cache[slot] = (message, key)
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
-        return ref
+        return key
 
     def __len__(self) -> int:
         return len(self._cache)
 
 
-def _mask_counters(update: Any) -> Any:
-    """A node update with its top-level numbers masked: a step counter or ``revision`` field
-    that ticks on every pass (LangGraph's reflection examples keep one) is not progress."""
-    if not isinstance(update, Mapping):
-        return update
-    return {
-        key: "#" if isinstance(value, int | float) and not isinstance(value, bool) else value
-        for key, value in update.items()
-    }
+# --- what is volatile, and when two things are the same ------------------------------------------
+
+_VOLATILE = re.compile(
+    r"""
+      [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}                # UUID
+    | \d{4}-\d{2}-\d{2}(?:[t\ ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:z|[+-]\d{2}:?\d{2})?)?  # ISO date, time
+    | (?<![\d:])\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?(?![\d:])                       # clock time
+    | (?<![\w.])1\d{9}(?:\d{3})?(?:\.\d+)?(?![\w.])                            # epoch seconds or ms
+    | (?<![0-9a-z])0x[0-9a-f]+(?![0-9a-z])                                      # 0x... address
+    | (?<![0-9a-z])(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}(?![0-9a-z])     # hex id
+    | (?<![0-9a-z])(?=[0-9a-z]*\d)(?=[0-9a-z]*[a-z])[0-9a-z]{16,}(?![0-9a-z])    # long random token
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+_DIGITS = re.compile(r"\d+")
 
 
-_ERROR_NOISE = re.compile(r"0x[0-9a-f]+|[0-9a-f]{8,}(?:-[0-9a-f]{4,})*|\d+")
+def mask_volatile(text: str) -> str:
+    """``text`` with what changes on every call of the same thing masked: UUIDs, ISO dates and
+    times, clock times, epoch timestamps, hex ids and long random tokens (request and session
+    ids). Ordinary numbers stay: "step 7 of 25" and "step 8 of 25" differ."""
+    return _VOLATILE.sub("#", text)
 
 
 def _error_key(result: str | None) -> str | None:
-    """An error's text with numbers and hex ids masked: a retry that fails the same way
-    with a new request id or timestamp is still the same failure."""
-    return None if result is None else _ERROR_NOISE.sub("#", result.lower())
+    """A failure's text with every number masked as well: a retry that fails the same way
+    ("attempt 3", "after 2.4 s") is still the same failure."""
+    return None if result is None else _DIGITS.sub("#", mask_volatile(result).lower())
+
+
+def _calls_of(message: BaseMessage) -> list[tuple[str, Any]]:
+    calls: list[tuple[str, Any]] = [(c["name"], c["args"]) for c in getattr(message, "tool_calls", None) or []]
+    calls += [
+        (c.get("name") or "?", {"invalid_args": c.get("args")})
+        for c in getattr(message, "invalid_tool_calls", None) or []
+    ]
+    return calls
+
+
+def _key(text: str, calls: Sequence[tuple[str, Any]], *, failed: bool = False) -> bytes:
+    masked = _error_key(text) if failed else mask_volatile(text)
+    return _digest([masked, [[name, normalize(args)] for name, args in calls]])
+
+
+def message_key(message: BaseMessage) -> bytes:
+    """What a prompt message says, as a 16-byte digest: its text with volatile tokens masked and
+    the tool calls it requests; ids dropped. The role is left out on purpose: a model's reply,
+    read back in the next prompt or relayed to another agent as a human message, is the same
+    news."""
+    if isinstance(message, ToolMessage):
+        return _key(message.text, (), failed=message.status == "error")
+    return _key(message.text, _calls_of(message))
+
+
+def _reply_key(obs: ModelObservation) -> bytes:
+    return _key(obs.text, obs.tool_calls)
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    """A text reply as compared for near-duplicates."""
+
+    cluster: int
+    norm: str
+    words: tuple[str, ...]
+    numbers: tuple[str, ...]
+
+
+def _text_of(text: str, cluster: int) -> _Text:
+    norm = normalize_text(mask_volatile(text))
+    words = tuple(w for w in norm.split() if w not in _FILLER) or tuple(norm.split())
+    return _Text(cluster, norm, words, tuple(_DIGITS.findall(norm)))
+
+
+# Words a stuck model wraps around the same message ("Sorry, ...", "Again: ..."); ignored when
+# comparing replies for near-duplicates, so short replies are not told apart by them.
+_FILLER = frozenset({"sorry", "again", "apologies", "apologize", "ok", "okay", "please", "still", "once", "more"})
+
+
+def _near_duplicates(a: _Text, b: _Text, similarity: float) -> bool:
+    """Near-identical replies: the same numbers and the same words but for a few edits, at most
+    ``1 - similarity`` of the words and never more than three (0.92: one edit from 13 words,
+    three from 38). A reply whose numbers moved ("step 8 of 25") is news, and so is a draft with
+    a new sentence, however long the draft; a reworded apology is not. Words, not characters:
+    a character ratio lets a long draft grow by a sentence and still look the same."""
+    if a.numbers != b.numbers:
+        return False
+    if a.words == b.words:
+        return True
+    allowed = min(3, math.floor((1.0 - similarity) * max(len(a.words), len(b.words)) + 1e-9))
+    return allowed > 0 and Levenshtein.distance(a.words, b.words, score_cutoff=allowed) <= allowed
 
 
 # --- the detector --------------------------------------------------------------------------------
@@ -447,67 +523,33 @@ class _Mark:
     model_calls: int
 
 
-@dataclass(frozen=True, slots=True)
-class _ToolEntry:
-    fp: bytes
-    turn: int  # the model call that requested it: parallel duplicates count once
+@dataclass(slots=True)
+class _Turn:
+    """One model call and the tool calls it requested (or a tool call made without a model)."""
+
     epoch: int
+    stale: bool  # the model's input brought nothing new
+    output: bytes  # the calls it requested, or the near-duplicate cluster of its text
+    tools: tuple[str, ...]
+    label: str
     mark: _Mark
+    expected: int
+    results: list[bytes] = field(default_factory=list)
+    failed: bool = False
+    sig: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
-class _NodeEntry:
-    fp: bytes
-    node: str
-    mark: _Mark
-
-
-@dataclass(frozen=True, slots=True)
-class _OutputEntry:
-    fp: bytes
-    calls_fp: bytes
-    text: str  # normalized; empty for replies that request tools (not judged on their text)
-    epoch: int
-    mark: _Mark
-
-
-_EntryT = TypeVar("_EntryT", _ToolEntry, _OutputEntry)
-
-
-class _Window:
-    """The last ``size`` fingerprints of a channel and how often each occurs among them."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.order: deque[bytes] = deque()
-        self.counts: Counter[bytes] = Counter()
-
-    def __contains__(self, fp: bytes) -> bool:
-        return fp in self.counts
-
-    def push(self, fp: bytes) -> None:
-        self.order.append(fp)
-        self.counts[fp] += 1
-        if len(self.order) > self.size:
-            old = self.order.popleft()
-            self.counts[old] -= 1
-            if not self.counts[old]:
-                del self.counts[old]
-
-    def __len__(self) -> int:
-        return len(self.counts)
-
-
-def _repeats_of(matches: Sequence[_EntryT], epoch: int) -> list[_EntryT]:
-    """The earlier occurrences that count as repeats: every one since the run last saw
-    something new, plus the single occurrence before that, which they repeat.
-
-    Work in between resets the count, so re-reading the same file while editing others is
-    not a loop, yet a loop's own first round (all new) does not hide the loop.
-    """
+def _repeats_of(matches: Sequence[_Turn], epoch: int, *, with_previous: bool) -> list[_Turn]:
+    """The earlier occurrences that count as repeats: every one since the model last read
+    something new, plus, when that news was only the previous turn's own output (its tool
+    results, its reply read back), the single occurrence before, which the loop repeats. News
+    from elsewhere (a new item, a user's message) makes the occurrence before it work."""
     since = [m for m in matches if m.epoch == epoch]
-    before = [m for m in matches if m.epoch < epoch][-1:]
+    before = [m for m in matches if m.epoch < epoch][-1:] if with_previous else []
     return before + since
+
+
+_MAX_PERIOD = 6
 
 
 class LoopDetector:
@@ -515,19 +557,22 @@ class LoopDetector:
     fires is returned once and kept in :attr:`verdict`. After that the detector is
     tripped and ignores observations until :meth:`reset`.
 
-    Memory is bounded by the settings: ``window`` entries per channel (more for an
-    allowed tool with a larger limit) and a bounded cache of message digests.
+    The unit of judgement is the *turn*: a model call plus the results of the tool calls it
+    requested. A turn is judged when it is complete (a text reply at once, a tool request
+    when its results are in). The run's *epoch* advances on every model call whose input
+    brought something new (see :meth:`observe`); repeats count only within an epoch, plus the
+    one occurrence just before it.
 
-    "New" means absent from the channel's window. The run's *epoch* advances on every new
-    tool result, new node update that is not a model reply, new tool request, and new text
-    reply; repeats only count when nothing new happened in between (see ``_repeats_of``).
+    Memory is bounded by the settings: ``window`` turns (more for an allowed tool with a
+    larger limit), ``window`` text replies, and bounded caches of message keys.
     """
 
     def __init__(self, settings: LoopSettings | None = None) -> None:
         self.settings = settings or LoopSettings()
-        self._fingerprint = _Fingerprinter(size=max(64, 8 * self.settings.window))
-        self._tool_span = max(self.settings.window, *self.settings.allow.values(), 0)
-        self._periods = range(2, self.settings.window // self.settings.max_repeats + 1)
+        window = self.settings.window
+        self._span = max(window, *self.settings.allow.values(), 0)
+        self._keys = _MessageKeys(size=max(256, 16 * window))
+        self._seen_size = max(1024, 64 * window)
         self._step = 0
         self._tokens = 0
         self._model_calls = 0
@@ -535,22 +580,19 @@ class LoopDetector:
 
     def reset(self) -> None:
         """Forget the history and re-arm (the totals of steps, tokens and model calls go on)."""
-        window = self.settings.window
         self._verdict: LoopVerdict | None = None
-        self._tools: deque[_ToolEntry] = deque()
-        self._tool_occurrences: dict[bytes, deque[_ToolEntry]] = {}
-        self._tool_seen = _Window(window)
-        self._nodes: deque[_NodeEntry] = deque(maxlen=window)
-        self._node_seen = _Window(window)
-        self._cycle_runs = dict.fromkeys(self._periods, 0)
-        self._outputs: deque[_OutputEntry] = deque(maxlen=window)
-        self._output_seen = _Window(window)
-        self._calls_seen = _Window(window)
-        self._polling = False
+        self._seen: OrderedDict[bytes, None] = OrderedDict()  # message keys the model has read or written
+        self._fresh_result = True  # without prompts: did a new tool result arrive since the last model call
+        self._results_seen: OrderedDict[bytes, None] = OrderedDict()
+        self._turns: deque[_Turn] = deque(maxlen=self._span + _MAX_PERIOD)
+        self._pending: _Turn | None = None
+        self._texts: deque[_Text] = deque(maxlen=self.settings.window)
+        self._clusters = 0
         self._epoch = 0
-        self._stale_steps = 0
-        self._stale_since = self._mark()
-        self._stale_subjects: dict[str, None] = {}
+        self._echo_epoch = True  # the news that began this epoch came from the previous turn's own output
+        self._echoes: set[bytes] = set()  # keys of the last turn's reply and tool results
+        self._streak = 0
+        self._node: str | None = None
 
     @property
     def verdict(self) -> LoopVerdict | None:
@@ -563,7 +605,13 @@ class LoopDetector:
         return self._step
 
     def observe(self, obs: Observation) -> LoopVerdict | None:
-        """Record one observation; return a verdict the first time a signal fires."""
+        """Record one observation; return a verdict the first time a signal fires.
+
+        A model observation's ``prompt`` decides whether its input brought anything new: a
+        message whose key (role, text with volatile tokens masked, tool calls) the model has
+        neither read nor written before in this run. Without a prompt, a new tool result
+        since the previous model call counts as new input.
+        """
         if self._verdict is not None:
             return None
         self._step += 1
@@ -574,184 +622,207 @@ class LoopDetector:
         elif isinstance(obs, ToolObservation):
             verdict = self._observe_tool(obs)
         else:
-            verdict = self._observe_node(obs)
+            self._node = obs.node
+            verdict = None
         self._verdict = verdict
         return verdict
 
     def memory(self) -> dict[str, int]:
         """Sizes of the bounded structures, for tests and debugging."""
         return {
-            "tools": len(self._tools),
-            "tool_fingerprints": len(self._tool_occurrences),
-            "tool_window": len(self._tool_seen),
-            "nodes": len(self._nodes),
-            "node_window": len(self._node_seen),
-            "outputs": len(self._outputs),
-            "output_window": len(self._output_seen) + len(self._calls_seen),
-            "message_cache": len(self._fingerprint),
-            "stale_subjects": len(self._stale_subjects),
+            "turns": len(self._turns),
+            "texts": len(self._texts),
+            "seen_messages": len(self._seen),
+            "seen_results": len(self._results_seen),
+            "message_cache": len(self._keys),
         }
 
     def _mark(self) -> _Mark:
         return _Mark(self._step, self._tokens, self._model_calls)
 
-    # -- tools --
+    def _remember(self, table: OrderedDict[bytes, None], key: bytes) -> bool:
+        """Add ``key``; whether it was new."""
+        new = key not in table
+        table[key] = None
+        if not new:
+            table.move_to_end(key)
+        elif len(table) > self._seen_size:
+            table.popitem(last=False)
+        return new
 
-    def _observe_tool(self, obs: ToolObservation) -> LoopVerdict | None:
-        result = _error_key(obs.result) if obs.error else obs.result
-        fp = self._fingerprint(("tool", obs.tool, obs.args, result, obs.error))
-        is_new = fp not in self._tool_seen
-        self._tool_seen.push(fp)
-        if is_new:
-            self._epoch += 1
-
-        limit = self.settings.max_repeats_for(obs.tool)
-        allowed = obs.tool in self.settings.allow
-        span = max(self.settings.window, limit) if allowed else self.settings.window
-        cutoff = self._tool_cutoff(span - 1)  # the current call is the last of the span
-        earlier = [e for e in self._tool_occurrences.get(fp, ()) if e.mark.step >= cutoff]
-        turn = self._model_calls or self._step  # without model observations every call is a turn
-        entry = _ToolEntry(fp, turn, self._epoch, self._mark())
-        self._push_tool(entry)
-
-        counted = [*_repeats_of(earlier, self._epoch), entry]
-        repeats = len({e.turn for e in counted})
-        if repeats >= limit:
-            outcome = "failed the same way" if obs.error else "got the same result"
-            return self._verdict_from(
-                "repeated_tool_call",
-                obs.tool,
-                repeats,
-                counted[0].mark,
-                f"tool {obs.tool!r} was called {repeats} times with the same arguments and {outcome} "
-                f"each time, with nothing new in between (limit {limit})",
-            )
-        self._polling = allowed
-        if allowed:  # a repeat within the tool's own limit is the polling it may do
-            self._progress()
-            return None
-        return self._after(is_new, obs.tool)
-
-    def _push_tool(self, entry: _ToolEntry) -> None:
-        self._tools.append(entry)
-        self._tool_occurrences.setdefault(entry.fp, deque()).append(entry)
-        while len(self._tools) > self._tool_span:
-            old = self._tools.popleft()
-            occurrences = self._tool_occurrences[old.fp]
-            occurrences.popleft()
-            if not occurrences:
-                del self._tool_occurrences[old.fp]
-
-    def _tool_cutoff(self, count: int) -> int:
-        """The step of the oldest of the last ``count`` tool calls (past the end if none)."""
-        if count <= 0 or not self._tools:
-            return self._step
-        return self._tools[max(0, len(self._tools) - count)].mark.step
-
-    # -- nodes --
-
-    def _observe_node(self, obs: NodeObservation) -> LoopVerdict | None:
-        fp = self._fingerprint(("node", obs.node, _mask_counters(obs.update)))
-        is_new = fp not in self._node_seen
-        self._node_seen.push(fp)
-        if is_new and not self._fingerprint.saw_ai_message:
-            self._epoch += 1  # new state that is not a model's own reply
-        nodes = self._nodes
-        nodes.append(_NodeEntry(fp, obs.node, self._mark()))
-
-        repeats = self.settings.max_repeats
-        for period in self._periods:
-            if len(nodes) > period and nodes[-1 - period].fp == fp:
-                run = min(self._cycle_runs[period] + 1, period * (repeats - 1))
-            else:
-                run = 0
-            self._cycle_runs[period] = run
-            if run >= period * (repeats - 1) and not self._polling:
-                block = [nodes[i] for i in range(len(nodes) - run - period, len(nodes) - run)]
-                if len({e.fp for e in block}) > 1:
-                    subject = " -> ".join(e.node for e in block)
-                    return self._verdict_from(
-                        "cycle",
-                        subject,
-                        repeats,
-                        block[-1].mark,
-                        f"the graph went through {subject} {repeats} times in a row with identical updates",
-                    )
-        return self._after(is_new, obs.node)
-
-    # -- model replies --
+    # -- model calls --
 
     def _observe_model(self, obs: ModelObservation) -> LoopVerdict | None:
-        text = normalize_text(obs.text)
-        calls_fp = self._fingerprint(tuple(obs.tool_calls))
-        fp = self._fingerprint(("model", text, calls_fp))
-        allow = self.settings.allow
-        self._polling = bool(obs.tool_calls) and all(name in allow for name, _ in obs.tool_calls)
-        # A reply that requests tools is judged by repeated_tool_call once its results are in
-        # (still before the next model call): the same request may get a new answer. Its
-        # novelty is its request; the words around it do not make it new.
-        judged = "" if obs.tool_calls else text
-        similar: list[_OutputEntry] = []
-        if judged:
-            candidates = [e for e in self._outputs if e.text]
-            if candidates:
-                matches = process.extract(
-                    judged,
-                    [e.text for e in candidates],
-                    scorer=fuzz.ratio,
-                    processor=None,
-                    score_cutoff=self.settings.similarity * 100,
-                    limit=None,
-                )
-                similar = sorted((candidates[index] for _, _, index in matches), key=lambda e: e.mark.step)
-        if obs.tool_calls:
-            novel = calls_fp not in self._calls_seen
+        verdict = self._finish_pending()
+        if verdict is not None:
+            return verdict
+        echoes, self._echoes = self._echoes, set()
+        if obs.prompt is not None:
+            news = [key for key in map(self._keys, obs.prompt) if self._remember(self._seen, key)]
+            new_input = bool(news)
+            echo = all(key in echoes for key in news)
         else:
-            novel = fp not in self._output_seen and not similar
-        self._output_seen.push(fp)
-        self._calls_seen.push(calls_fp)
-        if novel:
+            new_input, echo = self._fresh_result or self._model_calls == 1, True
+        self._fresh_result = False
+        if new_input:
             self._epoch += 1
-        entry = _OutputEntry(fp, calls_fp, judged, self._epoch, self._mark())
-        self._outputs.append(entry)
-
-        subject = obs.model or "model"
-        counted = [*_repeats_of(similar, self._epoch), entry]
-        if len(counted) >= self.settings.max_repeats:
-            return self._verdict_from(
-                "repeated_output",
-                subject,
-                len(counted),
-                counted[0].mark,
-                f"the model gave {len(counted)} near-identical replies with nothing new in between "
-                f"(similarity >= {self.settings.similarity:g})",
-            )
-        return self._after(novel, subject)
-
-    # -- progress --
-
-    def _progress(self) -> None:
-        self._stale_steps = 0
-        self._stale_since = self._mark()
-        self._stale_subjects.clear()
-
-    def _after(self, is_new: bool, subject: str) -> LoopVerdict | None:
-        if is_new:
-            self._progress()
+            self._echo_epoch = echo
+        label = obs.node or obs.model or "model"
+        if obs.tool_calls:
+            tools = tuple(dict.fromkeys(name for name, _ in obs.tool_calls))
+            output = _digest(sorted(_ENCODER.encode([n, normalize(a)]) for n, a in obs.tool_calls))
+            repeated = any(t.output == output for t in self._turns)
+        else:
+            output, repeated = self._cluster_of(obs.text)
+        reply = _reply_key(obs)
+        self._echoes.add(reply)
+        if repeated:
+            # Read back by the next model call (this one's own, or another agent's), a reply that
+            # repeats an earlier one is not news; a new reply is.
+            self._remember(self._seen, reply)
+        if obs.tool_calls:
+            turn = _Turn(
+                self._epoch, not new_input, output, tools, f"{label}: {', '.join(tools)}", self._mark(),
+                expected=len(obs.tool_calls),
+            )  # fmt: skip
+            self._pending = turn
             return None
-        self._stale_steps += 1
-        if len(self._stale_subjects) < 8:
-            self._stale_subjects[subject] = None
-        limit = self.settings.max_steps_without_progress
-        if self._stale_steps >= limit and not self._polling:
-            subjects = ", ".join(self._stale_subjects)
+        turn = _Turn(self._epoch, not new_input, output, (), label, self._mark(), expected=0)
+        return self._judge(turn)
+
+    def _cluster_of(self, text: str) -> tuple[bytes, bool]:
+        """Text replies that are near-duplicates of a recent one share its cluster; whether this
+        one repeats a recent reply."""
+        probe = _text_of(text, self._clusters)
+        similarity = self.settings.similarity
+        found = next((t for t in reversed(self._texts) if _near_duplicates(probe, t, similarity)), None)
+        if found is None:
+            self._clusters += 1
+        cluster = probe.cluster if found is None else found.cluster
+        self._texts.append(_Text(cluster, probe.norm, probe.words, probe.numbers))
+        return b"text:%d" % cluster, found is not None
+
+    # -- tool calls --
+
+    def _observe_tool(self, obs: ToolObservation) -> LoopVerdict | None:
+        result = _error_key(obs.result) if obs.error else (None if obs.result is None else mask_volatile(obs.result))
+        key = _digest(["tool", obs.tool, normalize(obs.args), result, obs.error])
+        new_result = self._remember(self._results_seen, key)
+        self._fresh_result |= new_result
+        self._echoes.add(_key(obs.result or "", (), failed=obs.error))
+        turn = self._pending
+        if turn is None:  # a tool call without a model turn around it: a turn of its own
+            if new_result:
+                self._epoch += 1
+                self._echo_epoch = True
+            output = _digest(["call", obs.tool, normalize(obs.args)])
+            turn = _Turn(self._epoch, not new_result, output, (obs.tool,), obs.tool, self._mark(), expected=1)
+            self._pending = turn
+        turn.results.append(key)
+        turn.failed |= obs.error
+        if len(turn.results) >= turn.expected:
+            self._pending = None
+            return self._judge(turn)
+        return None
+
+    def _finish_pending(self) -> LoopVerdict | None:
+        turn, self._pending = self._pending, None
+        return None if turn is None else self._judge(turn)
+
+    # -- judgement --
+
+    def _limit(self, turn: _Turn) -> int:
+        settings = self.settings
+        if turn.tools and all(t in settings.allow for t in turn.tools):
+            return max(settings.allow[t] for t in turn.tools)
+        if turn.tools and not turn.failed:
+            return settings.max_tool_repeats
+        return settings.max_repeats
+
+    def _allowed(self, turn: _Turn) -> bool:
+        return bool(turn.tools) and all(t in self.settings.allow for t in turn.tools)
+
+    def _judge(self, turn: _Turn) -> LoopVerdict | None:
+        turn.sig = _digest([turn.output.hex(), sorted(r.hex() for r in turn.results)])
+        history = list(self._turns)
+        self._turns.append(turn)
+        limit = self._limit(turn)
+        span = max(self.settings.window, limit) if self._allowed(turn) else self.settings.window
+        recent = history[-(span - 1) :] if span > 1 else []
+        same = [t for t in recent if t.sig == turn.sig]
+        counted = [*_repeats_of(same, turn.epoch, with_previous=self._echo_epoch), turn]
+        repeated = bool(same)
+        self._streak = self._streak + 1 if repeated and (turn.stale or self._streak == 0) else 0
+        if len(counted) >= limit:
+            return self._repeat_verdict(turn, counted, limit)
+        if self._allowed(turn):
+            self._streak = 0  # polling within its own limit
+            return None
+        verdict = self._cycle(history, turn)
+        if verdict is not None:
+            return verdict
+        needed = self.settings.max_steps_without_progress
+        if self._streak >= needed:
+            before = history[-self._streak]  # the last turn before the loop: the streak repeats it or earlier ones
             return self._verdict_from(
                 "no_progress",
-                subjects,
-                self._stale_steps,
-                self._stale_since,
-                f"{self._stale_steps} steps in a row brought no new tool result, state or reply "
-                f"(limit {limit}; repeating: {subjects})",
+                turn.label,
+                self._streak,
+                before.mark,
+                f"{self._streak} model turns in a row repeated earlier turns and the model's input "
+                f"brought nothing new (limit {needed})",
+            )
+        return None
+
+    def _repeat_verdict(self, turn: _Turn, counted: Sequence[_Turn], limit: int) -> LoopVerdict:
+        n = len(counted)
+        if turn.tools:
+            names = ", ".join(repr(t) for t in turn.tools)
+            outcome = "failed the same way" if turn.failed else "got the same result"
+            return self._verdict_from(
+                "repeated_tool_call",
+                ", ".join(turn.tools),
+                n,
+                counted[0].mark,
+                f"tool {names} was called {n} times with the same arguments and {outcome} each time, "
+                f"with nothing new in the model's input in between (limit {limit})",
+            )
+        return self._verdict_from(
+            "repeated_output",
+            turn.label,
+            n,
+            counted[0].mark,
+            f"{turn.label} gave {n} near-identical replies with nothing new in its input in between (limit {limit})",
+        )
+
+    def _cycle(self, history: Sequence[_Turn], turn: _Turn) -> LoopVerdict | None:
+        """A block of 2 to 6 turns repeated back to back while the model read nothing new:
+        two full rounds for blocks of three or more, two and a half for a pair (A B A B A)."""
+        turns = [*history, turn]
+        for period in range(2, _MAX_PERIOD + 1):
+            needed = max(period, 3)
+            if len(turns) < period + needed:
+                break
+            run = 0
+            while run < needed:
+                i = len(turns) - 1 - run
+                if turns[i].sig != turns[i - period].sig or turns[i].epoch != turn.epoch:
+                    break
+                run += 1
+            if run < needed:
+                continue
+            block = turns[len(turns) - needed - period : len(turns) - needed]
+            if len({t.sig for t in block}) < 2 or all(self._allowed(t) for t in block):
+                continue
+            subject = " -> ".join(t.label for t in block)
+            rounds = (needed + period) / period
+            return self._verdict_from(
+                "cycle",
+                subject,
+                int(rounds),
+                block[-1].mark,
+                f"the agent went through the same {period} turns ({subject}) {rounds:g} times in a row "
+                "with nothing new in the model's input",
             )
         return None
 

@@ -32,7 +32,7 @@ from guardian.alerts.config import AlertsConfig
 from guardian.amounts import METRICS, MICRO_USD, micro_usd
 from guardian.errors import PolicyError, PolicyProblem
 from guardian.identity import Identity
-from guardian.loops import LoopSettings
+from guardian.loops import LoopSettings, Signal
 from guardian.store.base import NO_LIMIT
 from guardian.windows import WindowKind
 
@@ -188,6 +188,7 @@ class BudgetModel(_Strict):
 # A loop detector keeps an allowed tool's calls up to its max_repeats, so that bounds its memory; and an
 # agent stuck for 100,000 steps has long spent any budget: larger values are typos.
 MAX_ALLOWED_REPEATS = 10_000
+DEFAULT_ALERT_ONLY: frozenset[Signal] = frozenset({"no_progress"})
 MAX_STEPS_WITHOUT_PROGRESS = 100_000
 
 
@@ -201,10 +202,14 @@ class LoopRuleModel(_Strict):
     match: MatchModel = Field(default_factory=MatchModel)
     window: Annotated[int, _NotBool] = Field(20, gt=1, le=1000)
     max_repeats: Annotated[int, _NotBool] = Field(3, ge=2, le=1000)  # at most window, itself at most 1000
+    max_tool_repeats: Annotated[int, _NotBool] = Field(4, ge=2, le=1000)
     similarity: Annotated[float, _NotBool] = Field(0.92, gt=0, le=1, allow_inf_nan=False)
-    max_steps_without_progress: Annotated[int, _NotBool] = Field(12, gt=1, le=MAX_STEPS_WITHOUT_PROGRESS)
+    max_steps_without_progress: Annotated[int, _NotBool] = Field(5, gt=1, le=MAX_STEPS_WITHOUT_PROGRESS)
     allow: list[AllowModel] = Field(default_factory=list)
     action: Action = "kill"
+    # no_progress is the one signal judged on the absence of news rather than on an exact repeat: by
+    # default it reports and leaves halting to the others (and to budgets).
+    alert_on: list[Signal] = Field(default_factory=lambda: list(DEFAULT_ALERT_ONLY))
 
     @field_validator("allow")
     @classmethod
@@ -228,6 +233,7 @@ class LoopRuleModel(_Strict):
         return LoopSettings(
             window=self.window,
             max_repeats=self.max_repeats,
+            max_tool_repeats=self.max_tool_repeats,
             similarity=self.similarity,
             max_steps_without_progress=self.max_steps_without_progress,
             allow={a.tool: a.max_repeats for a in self.allow},
@@ -297,8 +303,14 @@ class LoopRule:
     match: Match
     settings: LoopSettings
     action: Action
+    alert_on: frozenset[Signal] = DEFAULT_ALERT_ONLY
+
+    def action_for(self, signal: Signal) -> Action:
+        """What a verdict of ``signal`` does: the rule's action, unless the signal only alerts."""
+        return "alert" if signal in self.alert_on else self.action
 
 
+# What a policy without a `loops:` section gets, budget-only policies included.
 DEFAULT_LOOP_RULE = LoopRule(name="default", match=Match(), settings=LoopSettings(), action="kill")
 
 
@@ -740,7 +752,13 @@ def _compile_budget(b: BudgetModel) -> Budget:
 
 
 def _compile_loop(r: LoopRuleModel) -> LoopRule:
-    return LoopRule(name=r.name, match=_compile_match(r.match), settings=r.to_settings(), action=r.action)
+    return LoopRule(
+        name=r.name,
+        match=_compile_match(r.match),
+        settings=r.to_settings(),
+        action=r.action,
+        alert_on=frozenset(r.alert_on),
+    )
 
 
 def _line_of(lines: Mapping[Path_, int], path: Path_) -> int | None:

@@ -536,13 +536,14 @@ class Supervisor:
             if run.loop_detector is None:
                 run.loop_detector = LoopDetector(rule.settings)
             verdict = run.loop_detector.observe(observation)
-            if verdict is not None and rule.action == "alert":
+            if verdict is not None and rule.action_for(verdict.signal) == "alert":
                 run.loop_detector.reset()  # report a loop that goes on again later
         if verdict is None:
             return PROCEED
         return self._loop_found(run, rule, verdict)
 
     def _loop_found(self, run: RunState, rule: LoopRule, verdict: LoopVerdict) -> Decision:
+        action = rule.action_for(verdict.signal)
         with run.lock:
             recent = list(run.call_costs)[-verdict.model_calls :] if verdict.model_calls else []
         cost = sum(c for _, c in recent)
@@ -562,7 +563,7 @@ class Supervisor:
             steps_in_loop=verdict.steps_in_loop,
             loop_tokens=tokens,
             loop_cost_usd=cost,
-            action=rule.action,
+            action=action,
         )
         self._store_op("count", functools.partial(self.store.count, now=now), self._loop_counter(run, now), 1)
         if self.alerts is not None:
@@ -583,7 +584,7 @@ class Supervisor:
                     f"{verdict.description}",
                 )
             )
-        if rule.action != "kill":
+        if action != "kill":
             return PROCEED
         halt = LoopDetected(
             message,

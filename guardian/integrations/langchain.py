@@ -219,6 +219,9 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         prompt_tokens = sum(count_tokens_approximately(batch) for batch in messages)
         prompt_tokens += request_schema_tokens(params) * len(messages)
         self._start_call(run_id, parent_run_id, metadata, params, serialized, prompt_tokens)
+        run = self._state(run_id)
+        if run is not None and run.loop_rule is not None:
+            self._steps.on_chat_model_start(run_id, messages, metadata)
 
     @_guarded(before_spend=True)
     def on_llm_start(
@@ -288,13 +291,14 @@ class GuardianCallbackHandler(BaseCallbackHandler):
                 estimate = None if usage is not None else output_tokens_of(response)
                 self.supervisor.after_llm_call(run, str(run_id), usage, output_estimate=estimate)
                 if run.loop_rule is not None:
-                    self.supervisor.observe(run, self._steps.on_llm_end(response))
+                    self.supervisor.observe(run, self._steps.on_llm_end(run_id, response))
         finally:
             self._exit(run_id)
 
     @_guarded(before_spend=False)
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         try:
+            self._steps.on_llm_error(run_id)
             run = self._state(run_id)
             if run is not None:
                 partial = kwargs.get("response")

@@ -28,6 +28,7 @@ and langgraph 1.2:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections import OrderedDict
@@ -202,6 +203,7 @@ class ObservationTracker:
         self._max_open = max_open
         self._nodes: OrderedDict[UUID, str] = OrderedDict()
         self._tools: OrderedDict[UUID, tuple[str, Any]] = OrderedDict()
+        self._prompts: OrderedDict[UUID, tuple[Sequence[BaseMessage], str | None]] = OrderedDict()
 
     def on_chain_start(
         self,
@@ -260,14 +262,35 @@ class ObservationTracker:
         name, args = started
         return ToolObservation(name, args, f"{type(error).__name__}: {error}", error=True)
 
-    def on_llm_end(self, response: LLMResult, *, model: str | None = None) -> ModelObservation:
-        """The model's reply; stateless, here so the handler has one object to call."""
-        return model_observation(response, model=model)
+    def on_chat_model_start(
+        self, run_id: UUID, messages: Sequence[Sequence[BaseMessage]], metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        """Remember what the model reads (the first prompt of a batch) and the node calling it,
+        until the call ends: the detector judges a repeat by whether the input brought news."""
+        node = (metadata or {}).get("langgraph_node")
+        prompt = list(messages[0]) if messages else []
+        with self._lock:
+            self._remember(self._prompts, run_id, (prompt, node if isinstance(node, str) else None))
+
+    def on_llm_end(self, run_id: UUID, response: LLMResult, *, model: str | None = None) -> ModelObservation:
+        """The model's reply, with the prompt and node remembered at its start (if seen)."""
+        with self._lock:
+            started = self._prompts.pop(run_id, None)
+        observed = model_observation(response, model=model)
+        if started is None:
+            return observed
+        prompt, node = started
+        return dataclasses.replace(observed, prompt=prompt, node=node)
+
+    def on_llm_error(self, run_id: UUID) -> None:
+        """Forget a model call that failed."""
+        with self._lock:
+            self._prompts.pop(run_id, None)
 
     def open_runs(self) -> int:
-        """How many node and tool runs are waiting for their end event."""
+        """How many node, model and tool runs are waiting for their end event."""
         with self._lock:
-            return len(self._nodes) + len(self._tools)
+            return len(self._nodes) + len(self._tools) + len(self._prompts)
 
     def _remember(self, table: OrderedDict[UUID, Any], run_id: UUID, value: Any) -> None:
         table[run_id] = value
@@ -337,5 +360,19 @@ class TraceRecorder(BaseCallbackHandler):
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._record(self.tracker.on_tool_error(run_id, error))
 
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.tracker.on_chat_model_start(run_id, messages, metadata)
+
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        self._record(self.tracker.on_llm_end(response))
+        self._record(self.tracker.on_llm_end(run_id, response))
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.tracker.on_llm_error(run_id)

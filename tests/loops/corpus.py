@@ -34,7 +34,7 @@ from guardian.integrations.observe import TraceRecorder
 from guardian.loops import ModelObservation, Observation
 from guardian.testing import ScriptedChatModel
 
-__all__ = ["PER_FAMILY", "Trace", "build_corpus", "light_paraphrase"]
+__all__ = ["BASE_LOOPING", "BASE_PROGRESSING", "PER_FAMILY", "Trace", "light_paraphrase"]
 
 PER_FAMILY = 6
 
@@ -788,7 +788,7 @@ def map_reduce(rng: random.Random) -> Trace:
     return Trace("", "map_reduce", False, obs)
 
 
-LOOPING: tuple[Callable[[random.Random], Trace], ...] = (
+BASE_LOOPING: tuple[Callable[[random.Random], Trace], ...] = (
     react_repeat,
     ab_oscillation,
     rotation,
@@ -800,7 +800,7 @@ LOOPING: tuple[Callable[[random.Random], Trace], ...] = (
     paraphrase_check,
     router_pingpong,
 )
-PROGRESSING: tuple[Callable[[random.Random], Trace], ...] = (
+BASE_PROGRESSING: tuple[Callable[[random.Random], Trace], ...] = (
     pagination,
     polling_finishes,
     query_refinement,
@@ -813,14 +813,3 @@ PROGRESSING: tuple[Callable[[random.Random], Trace], ...] = (
     router_progress,
     reread_context,
 )
-
-
-def build_corpus(per_family: int = PER_FAMILY) -> list[Trace]:
-    """Every scenario family, ``per_family`` seeded variants each (the same on every run)."""
-    traces = []
-    for family in (*LOOPING, *PROGRESSING):
-        for i in range(per_family):
-            trace = family(random.Random(f"{family.__name__}-{i}"))
-            trace.name = f"{family.__name__}-{i}"
-            traces.append(trace)
-    return traces

@@ -5,13 +5,11 @@ Run with ``-s`` to see the per-family table and the similarity margins.
 
 from __future__ import annotations
 
-import itertools
 import statistics
 from collections import Counter
 from dataclasses import dataclass
 
 import pytest
-from rapidfuzz import fuzz
 
 from guardian.loops import (
     LoopDetector,
@@ -19,9 +17,9 @@ from guardian.loops import (
     LoopVerdict,
     ModelObservation,
     fingerprint,
-    normalize_text,
 )
-from tests.loops.corpus import LOOPING, PROGRESSING, Trace, build_corpus
+from tests.loops.corpus import Trace
+from tests.loops.families import LOOPING, PROGRESSING, build_corpus
 
 
 @dataclass(frozen=True)
@@ -59,13 +57,15 @@ def corpus() -> list[Trace]:
     return build_corpus()
 
 
-def test_corpus_has_at_least_forty_varied_traces_of_each_kind(corpus: list[Trace]) -> None:
-    """At least 40 looping and 40 progressing traces, every family present, no two alike, and
-    every looping trace ran long past its labeled start (to the recursion limit)."""
+def test_corpus_has_at_least_two_hundred_varied_traces_over_twenty_five_archetypes(corpus: list[Trace]) -> None:
+    """At least 200 traces (80 of each kind) over at least 25 families, every family present, no
+    two alike, and every looping trace ran long past its labeled start (to the recursion limit)."""
     looping = [t for t in corpus if t.looping]
     progressing = [t for t in corpus if not t.looping]
-    assert len(looping) >= 40
-    assert len(progressing) >= 40
+    assert len(corpus) >= 200
+    assert len({t.family for t in corpus}) >= 25
+    assert len(looping) >= 80
+    assert len(progressing) >= 80
     assert {t.family for t in corpus} == {f.__name__ for f in (*LOOPING, *PROGRESSING)}
     shapes = {fingerprint([fingerprint(o) for o in t.observations]) for t in corpus}
     assert len(shapes) == len(corpus)
@@ -105,7 +105,12 @@ def test_detector_recall_false_positives_and_delay_on_the_corpus(corpus: list[Tr
 
     assert recall >= 0.95, [o.trace.name for o in looping if not o.caught]
     assert false_alarms == [], [(o.trace.name, o.verdict and o.verdict.description) for o in false_alarms]
-    assert median_wasted <= settings.max_repeats + 2
+    assert median_wasted <= 3
+    # One trace (planner_executor-5) is slower: its planner swaps a random word into a six-word plan
+    # each round, so the executor's identical answers follow new input and are not counted as
+    # repeats until a plan recurs exactly. Every other looping trace is caught within six calls.
+    slow = [o.trace.name for o in caught if o.wasted_calls > 6]
+    assert slow == ["planner_executor-5"], slow
 
 
 def test_loop_verdicts_report_what_the_loop_cost(corpus: list[Trace]) -> None:
@@ -133,24 +138,3 @@ def test_corpus_is_reproducible(corpus: list[Trace]) -> None:
         twin = again[trace.name]
         assert twin.loop_start == trace.loop_start
         assert Counter(map(fingerprint, twin.observations)) == Counter(map(fingerprint, trace.observations))
-
-
-def test_similarity_threshold_separates_paraphrase_loops_from_revisions(corpus: list[Trace]) -> None:
-    """Measured with the default threshold 0.92 (rapidfuzz ratio on normalized text): a stuck
-    model's paraphrases stay above it, real revisions of a draft stay below it."""
-
-    def similarity(a: str, b: str) -> float:
-        return float(fuzz.ratio(normalize_text(a), normalize_text(b))) / 100
-
-    loops, revisions = [], []
-    for trace in corpus:
-        texts = [o.text for o in trace.observations if isinstance(o, ModelObservation) and o.text]
-        if trace.family == "paraphrase_check":
-            stuck = [o for o in trace.observations[: trace.loop_start] if isinstance(o, ModelObservation)][-1]
-            loops += [similarity(stuck.text, t) for t in texts[texts.index(stuck.text) + 1 :][:10]]
-        if trace.family == "draft_revise":
-            revisions += [similarity(a, b) for a, b in itertools.pairwise(texts)]
-    print(f"\nparaphrase loops: min {min(loops):.3f} median {statistics.median(loops):.3f} (n={len(loops)})")
-    shown = f"max {max(revisions):.3f} median {statistics.median(revisions):.3f} (n={len(revisions)})"
-    print(f"draft revisions: {shown}")
-    assert min(loops) >= 0.92 > max(revisions)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langgraph.types import Command, Send
 from pydantic import BaseModel
 
@@ -21,6 +22,8 @@ from guardian.loops import (
     Observation,
     ToolObservation,
     fingerprint,
+    mask_volatile,
+    message_key,
     normalize,
     normalize_text,
 )
@@ -44,14 +47,41 @@ def turns(*steps: tuple[str, Any, str]) -> list[Observation]:
     return [obs for tool, args, result in steps for obs in react(tool, args, result)]
 
 
+class Chat:
+    """A ReAct conversation as the detector sees it: every model call reads the whole history
+    (the prompt), its reply and the tool results are appended to it."""
+
+    def __init__(self, question: str = "Find the Q3 revenue figures.") -> None:
+        self.history: list[BaseMessage] = [SystemMessage(content="You are a careful analyst."), HumanMessage(question)]
+        self.observations: list[Observation] = []
+
+    def reply(self, text: str = "", calls: Sequence[tuple[str, Any]] = (), *, tokens: int = 100) -> None:
+        self.observations.append(ModelObservation(text, list(calls), tokens=tokens, prompt=list(self.history)))
+        n = len(self.history)
+        tool_calls = [{"name": name, "args": args, "id": f"call_{n}_{i}"} for i, (name, args) in enumerate(calls)]
+        self.history.append(AIMessage(content=text, tool_calls=tool_calls, id=f"run-{n}"))
+
+    def result(self, tool: str, args: Any, text: str, *, error: bool = False) -> None:
+        self.observations.append(ToolObservation(tool, args, text, error=error))
+        status = "error" if error else "success"
+        self.history.append(ToolMessage(content=text, tool_call_id=f"call_{len(self.history)}", status=status))
+
+    def step(self, tool: str, args: Any, text: str, *, error: bool = False, said: str = "") -> None:
+        self.reply(said, [(tool, args)])
+        self.result(tool, args, text, error=error)
+
+    def human(self, text: str) -> None:
+        self.history.append(HumanMessage(text))
+
+
 # --- settings -----------------------------------------------------------------------------------
 
 
 def test_settings_defaults_match_the_policy_defaults() -> None:
-    """Defaults: window 20, max_repeats 3, similarity 0.92, 12 steps without progress, no allow."""
+    """Defaults: window 20, max_repeats 3, max_tool_repeats 4, similarity 0.92, 5 stale turns, no allow."""
     settings = LoopSettings()
-    assert (settings.window, settings.max_repeats, settings.similarity) == (20, 3, 0.92)
-    assert settings.max_steps_without_progress == 12
+    assert (settings.window, settings.max_repeats, settings.max_tool_repeats, settings.similarity) == (20, 3, 4, 0.92)
+    assert settings.max_steps_without_progress == 5
     assert dict(settings.allow) == {}
 
 
@@ -62,7 +92,7 @@ def test_settings_allow_is_a_frozen_hashable_copy() -> None:
     source["wait_for_job"] = 2
     assert settings.allow["wait_for_job"] == 30
     assert settings.max_repeats_for("wait_for_job") == 30
-    assert settings.max_repeats_for("search") == 3
+    assert settings.max_repeats_for("search") == 4
     with pytest.raises(TypeError):
         settings.allow["x"] = 1  # type: ignore[index]
     assert hash(settings) == hash(LoopSettings(allow={"wait_for_job": 30}))
@@ -78,6 +108,8 @@ def test_invalid_settings_list_every_problem() -> None:
         assert field in message
     with pytest.raises(ValueError, match=r"window \(3\) must be at least max_repeats \(5\)"):
         LoopSettings(window=3, max_repeats=5)
+    with pytest.raises(ValueError, match="max_tool_repeats must be at least 2"):
+        LoopSettings(max_tool_repeats=1)
 
 
 # --- normalization ------------------------------------------------------------------------------
@@ -181,176 +213,191 @@ def test_normalize_text_folds_case_punctuation_and_contractions() -> None:
     assert normalize_text("Straße — ok") == "strasse ok"
 
 
+# --- volatile tokens ----------------------------------------------------------------------------
+
+
+def test_volatile_tokens_are_masked_and_ordinary_numbers_are_not() -> None:
+    """UUIDs, ISO and epoch timestamps, clock times, hex and long random ids are masked; the
+    numbers of a progress report are not."""
+    a = "ok (trace 3f2b8c1e-9d4a-4f6b-8e2d-1a2b3c4d5e6f at 2026-12-01T10:00:01Z, ts=1764583201, req_9f8e7d6c5b4a)"
+    b = "ok (trace 0a1b2c3d-4e5f-4a6b-9c8d-7e6f5a4b3c2d at 2026-12-01T10:00:09Z, ts=1764583209, req_0a1b2c3d4e5f)"
+    assert mask_volatile(a) == mask_volatile(b)
+    assert mask_volatile("checked at 10:00:01") == mask_volatile("checked at 11:59:59")
+    assert mask_volatile("session Xk29dLq8Zp03NmRt7Yv") == mask_volatile("session Q8mZ2pL0vN7tRk3Ds5W")
+    assert mask_volatile("step 7 of 25, 28% done") != mask_volatile("step 8 of 25, 32% done")
+    assert mask_volatile("order 12345678 shipped") != mask_volatile("order 12345679 shipped")
+
+
+def test_a_message_key_ignores_ids_and_role_but_not_content() -> None:
+    """The same words read back (as the model's reply, or relayed to another agent as a human
+    message) have one key; different words or calls do not."""
+    reply = AIMessage(content="Try the EU region.", id="run-1")
+    relayed = HumanMessage(content="Try the EU region.", name="planner", id="x")
+    assert message_key(reply) == message_key(relayed)
+    assert message_key(reply) != message_key(AIMessage(content="Try the US region."))
+    call = AIMessage(content="", tool_calls=[{"name": "s", "args": {"q": 1}, "id": "a"}])
+    again = AIMessage(content="", tool_calls=[{"name": "s", "args": {"q": 1}, "id": "b"}])
+    other = AIMessage(content="", tool_calls=[{"name": "s", "args": {"q": 2}, "id": "c"}])
+    assert message_key(call) == message_key(again) != message_key(other)
+
+
 # --- repeated tool call -------------------------------------------------------------------------
 
 
-def test_repeated_tool_call_fires_on_the_third_identical_call() -> None:
-    """Same tool, args and result three times: a verdict after the third call's result, with
-    the loop counted from after the first (legitimate) call."""
-    detector = LoopDetector()
-    trace = turns(*[("search", {"q": "llamas"}, "no results")] * 5)
-    found = run(detector, trace)
+def test_repeated_tool_call_fires_on_the_fourth_identical_call() -> None:
+    """Same tool, args and result four times with nothing new read in between: a verdict after
+    the fourth result, before the fifth model call; the loop counted after the first call."""
+    chat = Chat()
+    for _ in range(6):
+        chat.step("search", {"q": "llamas"}, "no results")
+    found = run(LoopDetector(), chat.observations)
     assert found is not None
     index, verdict = found
-    assert index == 5  # the third ToolObservation: before the fourth model call
-    assert verdict.signal == "repeated_tool_call"
-    assert verdict.subject == "search"
-    assert verdict.repeats == 3
-    assert verdict.steps_in_loop == 4  # model, tool, model, tool after the first call
-    assert verdict.model_calls == 2
-    assert verdict.loop_tokens == 200
-    assert "'search'" in verdict.description
-    assert "3 times" in verdict.description
-    assert "200 tokens" in verdict.description
+    assert index == 7  # the fourth ToolObservation
+    assert (verdict.signal, verdict.subject, verdict.repeats) == ("repeated_tool_call", "search", 4)
+    assert verdict.model_calls == 3
+    assert verdict.loop_tokens == 300
+    assert "'search' was called 4 times" in verdict.description
+    assert "limit 4" in verdict.description
+    assert "300 tokens" in verdict.description
 
 
-def test_paging_with_different_arguments_is_progress() -> None:
-    """The same tool with a new page each time never fires, even with identical results."""
-    trace = turns(*[("list_orders", {"page": n}, "10 orders") for n in range(1, 40)])
-    assert run(LoopDetector(), trace) is None
-
-
-def test_polling_until_the_job_finishes_is_progress() -> None:
-    """Same call, changing result (and the same result twice at most): not a loop."""
-    results = ["queued", "queued", "running 10%", "running 60%", "running 60%", "done"]
-    trace = turns(*[("check_job", {"id": 7}, r) for r in results])
-    assert run(LoopDetector(), trace) is None
-
-
-def test_identical_failures_count_and_a_retry_that_succeeds_does_not() -> None:
-    """A retried call that fails the same way (new request ids aside) counts toward repeats;
-    two failures then success is fine."""
-    failing = [
-        obs
-        for n in range(3)
-        for obs in (
-            ModelObservation("", [("charge", {"amount": 5})]),
-            ToolObservation("charge", {"amount": 5}, f"HTTP 503 request {n:08x}ab", error=True),
-        )
-    ]
-    found = run(LoopDetector(), failing)
+def test_a_result_that_differs_only_by_a_timestamp_or_id_is_the_same_result() -> None:
+    """A tool answering the same text with a fresh timestamp, UUID or request id is caught."""
+    chat = Chat()
+    for n in range(6):
+        stamp = f"2026-12-01T10:{n:02d}:00Z, request {uuid.UUID(int=n + 1)}"
+        chat.step("get_status", {"name": "etl"}, f"Pipeline idle ({stamp})")
+    found = run(LoopDetector(), chat.observations)
     assert found is not None
-    assert found[1].signal == "repeated_tool_call"
+    assert (found[0], found[1].signal) == (7, "repeated_tool_call")
+
+
+def test_identical_failures_fire_on_the_third_and_a_retry_that_succeeds_does_not() -> None:
+    """A call that fails the same way (attempt numbers and request ids aside) three times is a
+    loop; two failures and then success is work."""
+    chat = Chat()
+    for n in range(4):
+        chat.step("charge", {"amount": 5}, f"HTTP 503 (attempt {n + 1}, request {n:08x}ab)", error=True)
+    found = run(LoopDetector(), chat.observations)
+    assert found is not None
+    assert (found[0], found[1].signal, found[1].repeats) == (5, "repeated_tool_call", 3)
     assert "failed the same way" in found[1].description
 
-    recovering = failing[:4] + react("charge", {"amount": 5}, "charged") + react("email", {"to": "a"}, "sent")
-    assert run(LoopDetector(), recovering) is None
+    recovering = Chat()
+    for n in range(2):
+        recovering.step("charge", {"amount": 5}, f"HTTP 503 (attempt {n + 1})", error=True)
+    recovering.step("charge", {"amount": 5}, "charged")
+    recovering.step("email", {"to": "a"}, "sent")
+    assert run(LoopDetector(), recovering.observations) is None
+
+
+def test_paging_and_polling_that_finishes_are_progress() -> None:
+    """A new page each time (identical results), or a job whose status changes (the same status
+    three times at most), never fires."""
+    pages = Chat()
+    for n in range(1, 30):
+        pages.step("list_orders", {"page": n}, "10 orders")
+    assert run(LoopDetector(), pages.observations) is None
+    polls = Chat()
+    for status in ["queued", "queued", "queued", "running 10%", "running 60%", "running 60%", "done"]:
+        polls.step("check_job", {"id": 7}, status, said="Checking the job again.")
+    assert run(LoopDetector(), polls.observations) is None
 
 
 def test_parallel_duplicates_in_one_turn_count_once() -> None:
-    """Three identical calls requested in one reply are one repeat, not three."""
+    """Three identical calls requested in one reply are one turn, not three repeats."""
+    chat = Chat()
     call = ("lookup", {"sku": "A1"})
-    trace: list[Observation] = [ModelObservation("", [call, call, call])]
-    trace += [ToolObservation("lookup", {"sku": "A1"}, "in stock")] * 3
-    assert run(LoopDetector(), trace) is None
+    chat.reply("", [call, call, call])
+    for _ in range(3):
+        chat.result("lookup", {"sku": "A1"}, "in stock")
+    chat.reply("In stock.")
+    assert run(LoopDetector(), chat.observations) is None
 
 
-def test_repeats_with_new_work_in_between_are_not_a_loop() -> None:
-    """Re-reading the same file between edits of others (new results each time) never fires;
-    reading it again with nothing new in between does."""
-    trace: list[Observation] = []
-    for n in range(6):
-        trace += react("read_file", {"path": "cfg.yaml"}, "debug: true")
-        trace += react("edit_file", {"path": f"src/m{n}.py"}, f"edited m{n}")
-    assert run(LoopDetector(), trace) is None
+def test_a_new_human_message_makes_a_repeat_work() -> None:
+    """The same call and result, but a user message in between brought something new: the
+    count starts again with the first call after it."""
+    chat = Chat()
+    for _ in range(2):
+        chat.step("search", {"q": "q3"}, "no results")
+    chat.human("The file was just uploaded, try again.")
+    for _ in range(2):
+        chat.step("search", {"q": "q3"}, "no results")
+    chat.step("search", {"q": "q3"}, "no results")
+    assert run(LoopDetector(), chat.observations) is None
+    chat.step("search", {"q": "q3"}, "no results")  # four since the user's message
+    assert run(LoopDetector(), chat.observations) is not None
 
-    stuck = [*trace, *react("read_file", {"path": "cfg.yaml"}, "debug: true")]
-    stuck += react("read_file", {"path": "cfg.yaml"}, "debug: true")
-    found = run(LoopDetector(), stuck)
-    assert found is not None
-    assert found[0] == len(stuck) - 1
 
-
-def test_repeats_must_fall_within_the_window() -> None:
-    """Calls of one rotation (X A B C D, repeated) count only inside ``window`` tool calls."""
-    rotation: list[tuple[str, dict[str, Any], str]] = [
-        ("x", {}, "rx"),
-        ("a", {}, "ra"),
-        ("b", {}, "rb"),
-        ("c", {}, "rc"),
-        ("d", {}, "rd"),
-    ]
-    trace = [ToolObservation(t, args, r) for t, args, r in rotation * 2 + rotation[:1]]  # X at 0, 5, 10
-    quiet = LoopSettings(window=10, max_steps_without_progress=100)
-    assert run(LoopDetector(quiet), trace) is None
-    found = run(LoopDetector(dataclasses.replace(quiet, window=11)), trace)
-    assert found is not None
-    assert found[0] == 10
-    assert found[1].subject == "x"
+def test_rereading_a_file_between_edits_is_work() -> None:
+    """Re-reading the same file (same content) between edits of others never fires."""
+    chat = Chat()
+    for n in range(8):
+        chat.step("read_file", {"path": "cfg.yaml"}, "debug: true")
+        chat.step("edit_file", {"path": f"src/m{n}.py"}, f"edited m{n}")
+    assert run(LoopDetector(), chat.observations) is None
 
 
 def test_allowed_tool_gets_its_own_limit() -> None:
-    """allow={"wait_for_job": 30}: 29 identical polls pass, the 30th fires; the loop around
-    the poll (model replies, node updates) is not a cycle or stall meanwhile."""
-    settings = LoopSettings(allow={"wait_for_job": 30})
-    poll: list[Observation] = [
-        ModelObservation("Still waiting.", [("wait_for_job", {"id": 1})], tokens=10),
-        NodeObservation("model", {"messages": [AIMessage(content="Still waiting.")]}),
-        ToolObservation("wait_for_job", {"id": 1}, "pending"),
-        NodeObservation("tools", {"messages": [ToolMessage(content="pending", tool_call_id="c")]}),
-    ]
-    found = run(LoopDetector(settings), poll * 40)
+    """allow={"wait_for_job": 30}: 29 identical polls pass, the 30th fires; without the
+    allowance the fourth does."""
+    chat = Chat()
+    for _ in range(40):
+        chat.step("wait_for_job", {"id": 1}, "pending", said="Still waiting.")
+    found = run(LoopDetector(LoopSettings(allow={"wait_for_job": 30})), chat.observations)
     assert found is not None
     index, verdict = found
     assert (verdict.signal, verdict.subject, verdict.repeats) == ("repeated_tool_call", "wait_for_job", 30)
-    assert index == 29 * 4 + 2
+    assert index == 29 * 2 + 1
     assert "limit 30" in verdict.description
-
-    assert run(LoopDetector(), poll * 40) is not None  # without the allowance it is a loop early
-    found_default = run(LoopDetector(), poll * 40)
-    assert found_default is not None
-    assert found_default[0] < 12
+    default = run(LoopDetector(), chat.observations)
+    assert default is not None
+    assert default[0] == 7
 
 
-# --- cycles -------------------------------------------------------------------------------------
-
-
-def node(name: str, content: str, *, message_id: str = "") -> NodeObservation:
-    return NodeObservation(name, {"messages": [AIMessage(content=content, id=message_id or None)]})
-
-
-def test_two_node_cycle_fires_after_three_rounds_despite_fresh_ids() -> None:
-    """planner/executor updates repeating A, B, A, B, A, B (new message ids each time) is a
-    cycle named "planner -> executor"."""
-    trace: list[Observation] = []
-    for n in range(5):
-        trace += [
-            node("planner", "do step 1", message_id=f"p{n}"),
-            node("executor", "step 1 failed", message_id=f"e{n}"),
-        ]
-    found = run(LoopDetector(), trace)
+def test_without_prompts_new_tool_results_are_the_news() -> None:
+    """An adapter that sends no prompt still gets a detector: a new tool result counts as new
+    input, and a tool call outside any model turn is a turn of its own."""
+    assert run(LoopDetector(), turns(*[("search", {"q": "x"}, "none")] * 4)) is not None
+    assert run(LoopDetector(), turns(*[("search", {"q": n}, "none") for n in range(20)])) is None
+    standalone = [ToolObservation("ping", {}, "pong")] * 4
+    found = run(LoopDetector(), standalone)
     assert found is not None
-    index, verdict = found
-    assert index == 5
-    assert (verdict.signal, verdict.subject, verdict.repeats) == ("cycle", "planner -> executor", 3)
-    assert verdict.steps_in_loop == 4
+    assert found[0] == 3
 
 
-def test_three_node_cycle_and_counters_in_the_state() -> None:
-    """A period-3 cycle fires after three rounds even though a top-level counter ticks."""
-    trace = [
-        NodeObservation(name, {"out": name + " said the same", "revision": n})
-        for n in range(5)
-        for name in ("draft", "critique", "route")
+# --- maps, replies, cycles ----------------------------------------------------------------------
+
+
+def test_the_same_answer_to_new_inputs_is_work_and_to_the_same_input_a_loop() -> None:
+    """A map over distinct reviews answered "positive" every time never fires; the same review
+    sent again and again fires repeated_output on the third answer."""
+    system = SystemMessage(content="Classify the sentiment. Answer with one word.")
+    batch: list[Observation] = [
+        ModelObservation("positive", tokens=20, prompt=[system, HumanMessage(f"Review {n}: great service")])
+        for n in range(30)
     ]
-    found = run(LoopDetector(), trace)
+    batch += [NodeObservation("classify", {"results": ["positive"]})] * 30  # reducer updates look alike
+    assert run(LoopDetector(), batch) is None
+    stuck = [
+        ModelObservation(
+            "positive", tokens=20, prompt=[system, HumanMessage("Review 7: great service")], node="classify"
+        )
+        for _ in range(5)
+    ]
+    found = run(LoopDetector(), stuck)
     assert found is not None
-    assert found[0] == 8
-    assert found[1].subject == "draft -> critique -> route"
+    assert (found[0], found[1].signal, found[1].subject) == (2, "repeated_output", "classify")
 
 
-def test_changing_updates_and_identical_parallel_workers_are_not_cycles() -> None:
-    """A, B, A, B with new content, and a fan-out of identical worker updates, never fire."""
-    progressing = [node(n, f"{n} round {i}") for i in range(10) for n in ("a", "b")]
-    assert run(LoopDetector(), progressing) is None
-    fan_out: list[Observation] = []
-    for batch in range(4):
-        fan_out += [node("dispatch", f"batch {batch}")]
-        fan_out += [NodeObservation("worker", {"processed": ["ok"]})] * 5
-    assert run(LoopDetector(), fan_out) is None
+def test_progress_reports_whose_numbers_move_are_not_repeats() -> None:
+    """ "Processed 7 of 25 (28% done)" then "8 of 25 (32%)": different replies, even when the
+    model reads nothing new in between."""
+    trace = [ModelObservation(f"Processed {n} of 25 records ({n * 100 // 25}% done).", prompt=[]) for n in range(25)]
+    assert run(LoopDetector(), trace) is None
 
-
-# --- repeated model output ----------------------------------------------------------------------
 
 ANSWER = (
     "I could not find the Q3 revenue figures in the documents you shared. The closest match is the "
@@ -358,76 +405,104 @@ ANSWER = (
 )
 
 
-def test_near_duplicate_answers_fire_repeated_output() -> None:
-    """Three light paraphrases of one answer, with the same feedback between them, fire."""
-    variants = [ANSWER, "Sorry, " + ANSWER.replace("could not", "couldn't"), ANSWER.replace("find", "locate")]
+def test_near_duplicate_replies_fire_and_revisions_do_not() -> None:
+    """Light paraphrases of one answer, with the same feedback read between them, fire; drafts
+    that each add a new sentence do not."""
+    feedback = HumanMessage("Cite a source.")
+    variants = [
+        ANSWER,
+        "Sorry, " + ANSWER.replace("could not", "couldn't"),
+        ANSWER.replace("find", "locate"),
+        ANSWER + " Again!",
+    ]
     trace: list[Observation] = []
+    history: list[BaseMessage] = [HumanMessage("What was Q3 revenue?")]
     for text in variants:
-        trace += [
-            ModelObservation(text, tokens=50, model="gpt-4o-mini"),
-            NodeObservation("writer", {"messages": [AIMessage(content=text)]}),
-            NodeObservation("checker", {"messages": [HumanMessage(content="Cite a source.")]}),
-        ]
+        trace.append(ModelObservation(text, tokens=50, model="gpt-4o-mini", prompt=list(history)))
+        history += [AIMessage(content=text), feedback]
     found = run(LoopDetector(), trace)
     assert found is not None
     index, verdict = found
-    assert index == 6
+    assert index == 3  # the feedback was news once: the second answer starts the count
     assert (verdict.signal, verdict.subject, verdict.repeats) == ("repeated_output", "gpt-4o-mini", 3)
-    assert verdict.loop_tokens == 100
-    assert verdict.model_calls == 2
+    assert (verdict.loop_tokens, verdict.model_calls) == (100, 2)
+
+    extra = [
+        "The Q2 deck is in the board folder.",
+        "Finance closes the quarter on the 5th.",
+        "Revenue by product is in the ERP export.",
+        "The EU entity reports separately.",
+    ]
+    drafts, history = [], [HumanMessage("What was Q3 revenue?")]
+    for n in range(len(extra) + 1):
+        text = " ".join([ANSWER, *extra[:n]])
+        drafts.append(ModelObservation(text, prompt=list(history)))
+        history += [AIMessage(content=text), feedback]
+    assert run(LoopDetector(), drafts) is None
 
 
-def test_similarity_threshold_is_configurable() -> None:
-    """With similarity 1.0 only exact (normalized) repeats count."""
-    paraphrases = [ModelObservation(t) for t in (ANSWER, "Sorry, " + ANSWER, ANSWER + " Thanks.")]
-    assert run(LoopDetector(LoopSettings(similarity=1.0)), paraphrases) is None
-    assert run(LoopDetector(), paraphrases) is not None
-    exact = [ModelObservation(t) for t in (ANSWER, ANSWER.upper(), ANSWER + "!")]
-    assert run(LoopDetector(LoopSettings(similarity=1.0)), exact) is not None
-
-
-def test_same_words_with_new_work_in_between_are_not_repeated_output() -> None:
-    """A planner saying "Continue." while the executor reports new results is progress."""
+def test_two_agents_bouncing_the_same_messages_while_the_state_grows_are_caught() -> None:
+    """Planner and executor relaying the same two messages (state growing with each round)
+    fire within three rounds; the same two tools alternating fire a cycle."""
+    history: list[BaseMessage] = [HumanMessage("Migrate the billing DB.")]
     trace: list[Observation] = []
-    for n in range(8):
-        trace += [
-            ModelObservation("Continue with the next step."),
-            ModelObservation(f"Step {n}: {n * 17} rows loaded"),
-        ]
-    assert run(LoopDetector(), trace) is None
+    for n in range(6):
+        node, text = (
+            ("planner", "Run the migration script.") if n % 2 == 0 else ("executor", "Migration failed: lock held.")
+        )
+        trace.append(ModelObservation(text, prompt=list(history), node=node))
+        trace.append(NodeObservation(node, {"messages": [HumanMessage(text, name=node)], "round": n}))
+        history.append(HumanMessage(text, name=node))
+    found = run(LoopDetector(), trace)
+    assert found is not None
+    assert found[1].signal in ("repeated_output", "cycle")
+    assert found[0] <= 8  # by the fifth model call
+
+    chat = Chat()
+    for _ in range(4):
+        chat.step("get_config", {"env": "prod"}, "replicas: 3")
+        chat.step("get_metrics", {"env": "prod"}, "cpu 40%")
+    found = run(LoopDetector(), chat.observations)
+    assert found is not None
+    index, verdict = found
+    assert (verdict.signal, verdict.subject) == ("cycle", "model: get_config -> model: get_metrics")
+    assert index == 9  # the fifth turn: A B A B A
 
 
-def test_replies_requesting_tools_are_left_to_repeated_tool_call() -> None:
-    """The same words and call with a changing result (polling) never fire repeated_output."""
-    trace: list[Observation] = []
-    for pct in range(0, 100, 10):
-        trace += react("check_job", {"id": 3}, f"{pct}% done", text="Checking the job again.")
+def test_node_updates_alone_never_fire() -> None:
+    """Node updates are state, not what the model read: identical reducer updates and a ticking
+    counter decide nothing."""
+    trace = [NodeObservation("worker", {"processed": ["ok"]}) for _ in range(50)]
+    trace += [NodeObservation(n, {"out": "same", "revision": i}) for i in range(20) for n in ("draft", "critique")]
     assert run(LoopDetector(), trace) is None
 
 
 # --- no progress --------------------------------------------------------------------------------
 
 
-def test_no_progress_fires_after_the_configured_number_of_stale_steps() -> None:
-    """A rotation through five sources (max_repeats out of the way) stalls after 12 stale steps."""
-    rotation = [ToolObservation(f"source_{n}", {}, f"r{n}") for n in range(5)]
-    found = run(LoopDetector(LoopSettings(max_repeats=10)), rotation * 4)
+def test_no_progress_fires_after_the_configured_number_of_stale_repeats() -> None:
+    """An agent wandering among three sources in no fixed order, reading nothing new, stalls
+    after five turns that repeat earlier ones."""
+    chat = Chat()
+    for name in ["a", "b", "c", "b", "a", "c", "c", "b", "a", "a", "c"]:
+        chat.step(f"source_{name}", {}, f"r{name}")
+    found = run(LoopDetector(LoopSettings(max_tool_repeats=10)), chat.observations)
     assert found is not None
     index, verdict = found
-    assert index == 5 + 11
-    assert verdict.signal == "no_progress"
-    assert verdict.repeats == 12
-    assert verdict.steps_in_loop == 12
-    assert verdict.subject == "source_0, source_1, source_2, source_3, source_4"
+    assert (verdict.signal, verdict.repeats) == ("no_progress", 5)
+    assert index == 2 * 8 - 1  # the fifth repeated turn (turns 4..8)
+    assert verdict.model_calls == 5
 
 
 def test_anything_new_resets_the_no_progress_count() -> None:
-    """One new tool result every few stale steps keeps the run alive."""
-    trace: list[Observation] = []
+    """One new tool result every few repeated turns keeps the run alive."""
+    chat = Chat()
     for n in range(30):
-        trace += [ToolObservation("a", {}, "same"), ToolObservation("b", {}, "same")] * 2
-        trace.append(ToolObservation("c", {"n": n}, f"new {n}"))
-    assert run(LoopDetector(LoopSettings(max_repeats=100, window=100)), trace) is None
+        for name in ("a", "b", "a", "b"):
+            chat.step(name, {}, "same")
+        chat.step("c", {"n": n}, f"new {n}")
+    settings = LoopSettings(max_repeats=100, max_tool_repeats=100, window=100)
+    assert run(LoopDetector(settings), chat.observations) is None
 
 
 # --- lifecycle, memory, incrementality ----------------------------------------------------------
@@ -436,7 +511,7 @@ def test_anything_new_resets_the_no_progress_count() -> None:
 def test_detector_trips_once_and_reset_rearms_it() -> None:
     """After a verdict observe() returns None and ``verdict`` keeps it; reset() re-arms."""
     detector = LoopDetector()
-    trace = turns(*[("search", {"q": "x"}, "none")] * 3)
+    trace = turns(*[("search", {"q": "x"}, "none")] * 4)
     found = run(detector, trace)
     assert found is not None
     assert detector.verdict == found[1]
@@ -451,41 +526,35 @@ def test_memory_stays_bounded_on_a_long_run() -> None:
     """10,000 observations (all new) keep every structure within its window-derived bound."""
     settings = LoopSettings(window=20, allow={"poll": 50})
     detector = LoopDetector(settings)
+    chat = Chat()
     for n in range(2_500):
-        message = AIMessage(content=f"reply {n}", id=str(n))
-        trace: Sequence[Observation] = [
-            ModelObservation(f"reply {n}", [("search", {"q": n})]),
-            NodeObservation("model", {"messages": [message]}),
-            ToolObservation("search", {"q": n}, f"result {n}"),
-            NodeObservation("tools", {"messages": [ToolMessage(content=f"result {n}", tool_call_id=str(n))]}),
-        ]
-        assert run(detector, trace) is None
+        chat.step("search", {"q": n}, f"result {n}", said=f"reply {n}")
+        chat.history = chat.history[-30:]
+        chat.observations.append(NodeObservation("tools", {"n": n}))
+        chat.observations.append(ModelObservation(f"note {n}", prompt=chat.history[-3:]))
+    assert run(detector, chat.observations) is None
     sizes = detector.memory()
-    assert sizes["tools"] <= 50
-    assert sizes["tool_fingerprints"] <= 50
-    assert sizes["tool_window"] <= 20
-    assert sizes["nodes"] <= 20
-    assert sizes["node_window"] <= 20
-    assert sizes["outputs"] <= 20
-    assert sizes["output_window"] <= 40
-    assert sizes["message_cache"] <= max(64, 8 * 20)
+    assert sizes["turns"] <= 50 + 6
+    assert sizes["texts"] <= 20
+    assert sizes["seen_messages"] <= 64 * 20
+    assert sizes["seen_results"] <= 64 * 20
+    assert sizes["message_cache"] <= 16 * 20
     assert detector.steps == 10_000
 
 
-def test_growing_state_hashes_each_message_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A node returning the whole, growing message list costs one message hash per new
-    message: the history is never re-hashed."""
-    hashed: list[int] = []
-    original = loops._message_fields
+def test_a_growing_prompt_keys_each_message_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each model call reads the whole, growing history, yet every message is keyed once."""
+    keyed: list[int] = []
+    original = loops.message_key
 
-    def counting(message: Any, hook: Any) -> dict[str, Any]:
-        hashed.append(id(message))
-        return original(message, hook)
+    def counting(message: BaseMessage) -> bytes:
+        keyed.append(id(message))
+        return original(message)
 
-    monkeypatch.setattr(loops, "_message_fields", counting)
-    detector = LoopDetector(LoopSettings(max_steps_without_progress=1000))
-    history: list[Any] = []
+    monkeypatch.setattr(loops, "message_key", counting)
+    detector = LoopDetector()
+    history: list[BaseMessage] = []
     for n in range(60):
         history.append(HumanMessage(content=f"message {n}", id=str(n)))
-        assert detector.observe(NodeObservation("agent", {"messages": list(history[-20:])})) is None
-    assert len(hashed) == 60
+        assert detector.observe(ModelObservation(f"answer {n}", prompt=list(history))) is None
+    assert len(keyed) == 60
