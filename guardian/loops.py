@@ -1,45 +1,47 @@
 """Loop detection: notice an agent going in circles within a few repetitions.
 
-Pure and incremental: no I/O and no clock (no signal here depends on time). Every
-observation is fingerprinted once, when it arrives, and message digests are cached by
-object, so a node that returns the whole growing message list costs one hash per new
-message; the history is never re-hashed. One :class:`LoopDetector` holds the state of one
-run and is not thread-safe: the caller holds a lock around :meth:`LoopDetector.observe`.
+Pure and incremental: no I/O and no clock. One :class:`LoopDetector` holds the state of
+one run and is not thread-safe: the caller holds a lock around :meth:`LoopDetector.observe`.
 
-Four signals, each judged on its own channel (tool calls, node updates, model replies), so
-the number of observations an adapter sends per agent step does not change their meaning:
+The unit of judgement is the **turn**: one model call and the results of the tool calls it
+requested. The question for every turn is whether the model's *input* brought anything new
+since it last acted. A prompt message is news when its key (text with volatile tokens
+masked, requested tool calls; ids and role dropped) was never read before in this run. A
+model's own reply read back is news the first time, unless it repeats an earlier reply, in
+which case it never is. The run's *epoch* advances with every model call that read news, and
+repeats count only within an epoch: identical output for new input (a map over distinct
+items answered "positive" each time) is work, not a loop. Node updates are state, not
+input; they name the node that called the model and decide nothing.
+
+Volatile tokens are masked everywhere (UUIDs, ISO dates and times, clock times, epoch
+timestamps, hex ids, long random tokens); ordinary numbers are kept, so "step 8 of 25" is
+news after "step 7 of 25". A failed call's text has every number masked.
+
+Four signals:
 
 ``repeated_tool_call``
-    the same tool, normalized arguments and result in ``max_repeats`` model turns within
-    the last ``window`` tool calls. Different arguments (paging, refining a query) or a
-    changing result (a job that finishes) is progress. A failed call counts when its error
-    text is the same, numbers and hex ids aside. Parallel duplicates in one turn count once.
-``cycle``
-    a block of LangGraph node updates (period 2 or more, at least two distinct updates)
-    repeated ``max_repeats`` times in a row. Message and tool-call ids are dropped, and
-    top-level numbers in an update (step counters) are masked.
+    the same requested calls got the same results ``max_tool_repeats`` times (a poll may see
+    "pending" three times and go on), or failed the same way ``max_repeats`` times.
 ``repeated_output``
-    ``max_repeats`` text replies within the last ``window`` that are near-duplicates
-    (rapidfuzz ``ratio`` of :func:`normalize_text` >= ``similarity``). Replies that request
-    tools are judged by ``repeated_tool_call`` once their results are in, since the same
-    request may get a new answer (polling).
+    ``max_repeats`` near-identical text replies: the same numbers and the same words but for
+    at most ``1 - similarity`` of them edited (three at most), filler ("sorry", "again") aside.
+``cycle``
+    a block of 2 to 6 different turns repeated back to back within one epoch (A B A B A, or
+    two full rounds of a longer block): planner/executor ping-pong, rotations, supervisors
+    handing the same task back and forth. Across channels: a turn is a reply *and* its results.
 ``no_progress``
-    ``max_steps_without_progress`` observations in a row that bring nothing new: every tool
-    result, node update and reply is already in its channel's window.
+    ``max_steps_without_progress`` turns in a row that each repeat an earlier turn (in any
+    order) while the model reads nothing new.
 
-Repeats count only while nothing new happens: the run's *epoch* advances on each new tool
-result, new node update that is not a model's reply, new tool request or new text reply,
-and a repeat counts if it came since the last advance, plus the one occurrence before it.
-So re-reading a file between edits of others, or a planner saying "Continue." while the
-executor reports new results, is not a loop; a loop's own first round does not hide it.
+When the news that began the epoch was only the previous turn's own output (its tool
+results, its reply read back), the occurrence before the epoch counts too: a loop's first
+round is part of the loop. News from elsewhere (a new item, a user's message) makes it work.
 
-``allow`` gives a tool its own repeat limit (polling ``wait_for_job`` 30 times is fine);
-while the model asks only for allowed tools, ``cycle`` and ``no_progress`` stay quiet.
+``allow`` gives a tool its own repeat limit (polling ``wait_for_job`` 30 times is fine); while
+the model asks only for allowed tools, ``cycle`` and ``no_progress`` stay quiet.
 
-Limits, by design: a loop whose tool returns something new each time (a timestamp) is
-progress to every signal, and replies reworded beyond ``similarity`` are new replies (a
-short reply with one word changed is already below 0.92), so such loops are caught late
-or not at all.
+Without a ``prompt`` on model observations (an adapter that cannot see it), a new tool
+result since the previous model call stands in for news.
 """
 
 from __future__ import annotations
@@ -398,8 +400,9 @@ class _MessageKeys:
     immutable, as LangGraph does.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, mask: Masker) -> None:
         self._size = size
+        self._mask = mask
         self._cache: OrderedDict[int, tuple[BaseMessage, bytes]] = OrderedDict()
 
     def __call__(self, message: BaseMessage) -> bytes:
@@ -408,7 +411,7 @@ class _MessageKeys:
         if hit is not None and hit[0] is message:
             self._cache.move_to_end(slot)
             return hit[1]
-        key = message_key(message)
+        key = message_key(message, self._mask)
         self._cache[slot] = (message, key)
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
@@ -422,23 +425,30 @@ class _MessageKeys:
 
 _VOLATILE = re.compile(
     r"""
+    (?<![0-9a-z])
+    (?:
       [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}                # UUID
     | \d{4}-\d{2}-\d{2}(?:[t\ ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:z|[+-]\d{2}:?\d{2})?)?  # ISO date, time
-    | (?<![\d:])\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?(?![\d:])                       # clock time
-    | (?<![\w.])1\d{9}(?:\d{3})?(?:\.\d+)?(?![\w.])                            # epoch seconds or ms
-    | (?<![0-9a-z])0x[0-9a-f]+(?![0-9a-z])                                      # 0x... address
-    | (?<![0-9a-z])(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}(?![0-9a-z])     # hex id
-    | (?<![0-9a-z])(?=[0-9a-z]*\d)(?=[0-9a-z]*[a-z])[0-9a-z]{16,}(?![0-9a-z])    # long random token
+    | \d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?                                          # clock time
+    | 1\d{9}(?:\d{3})?(?:\.\d+)?                                               # epoch seconds or ms
+    | 0x[0-9a-f]+                                                               # address
+    | (?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}                              # hex id
+    | (?=[0-9a-z]*\d)(?=[0-9a-z]*[a-z])[0-9a-z]{16,}                             # long random token
+    )
+    (?![0-9a-z])
     """,
     re.IGNORECASE | re.VERBOSE,
 )
 _DIGITS = re.compile(r"\d+")
+_DIGIT = re.compile(r"\d")
 
 
 def mask_volatile(text: str) -> str:
     """``text`` with what changes on every call of the same thing masked: UUIDs, ISO dates and
     times, clock times, epoch timestamps, hex ids and long random tokens (request and session
     ids). Ordinary numbers stay: "step 7 of 25" and "step 8 of 25" differ."""
+    if not _DIGIT.search(text):  # every volatile token has a digit: most texts end here
+        return text
     return _VOLATILE.sub("#", text)
 
 
@@ -457,23 +467,43 @@ def _calls_of(message: BaseMessage) -> list[tuple[str, Any]]:
     return calls
 
 
-def _key(text: str, calls: Sequence[tuple[str, Any]], *, failed: bool = False) -> bytes:
-    masked = _error_key(text) if failed else mask_volatile(text)
+Masker = Callable[[str], str]
+
+
+def _key(text: str, calls: Sequence[tuple[str, Any]], *, failed: bool = False, mask: Masker = mask_volatile) -> bytes:
+    masked = mask(text)
+    if failed:
+        masked = _DIGITS.sub("#", masked.lower())
+    if not calls:  # most messages: skip the JSON encoder
+        return hashlib.blake2b(masked.encode("utf-8", "surrogatepass"), digest_size=_DIGEST_SIZE).digest()
     return _digest([masked, [[name, normalize(args)] for name, args in calls]])
 
 
-def message_key(message: BaseMessage) -> bytes:
+def message_key(message: BaseMessage, mask: Masker = mask_volatile) -> bytes:
     """What a prompt message says, as a 16-byte digest: its text with volatile tokens masked and
     the tool calls it requests; ids dropped. The role is left out on purpose: a model's reply,
     read back in the next prompt or relayed to another agent as a human message, is the same
     news."""
     if isinstance(message, ToolMessage):
-        return _key(message.text, (), failed=message.status == "error")
-    return _key(message.text, _calls_of(message))
+        return _key(message.text, (), failed=message.status == "error", mask=mask)
+    return _key(message.text, _calls_of(message), mask=mask)
 
 
-def _reply_key(obs: ModelObservation) -> bytes:
-    return _key(obs.text, obs.tool_calls)
+class _MaskMemo:
+    """``mask_volatile`` remembered for the last few texts: a tool result is masked when it
+    arrives, again as the message that carries it, and again when the next prompt reads it."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._memo: OrderedDict[str, str] = OrderedDict()
+
+    def __call__(self, text: str) -> str:
+        hit = self._memo.get(text)
+        if hit is None:
+            hit = self._memo[text] = mask_volatile(text)
+            if len(self._memo) > self._size:
+                self._memo.popitem(last=False)
+        return hit
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,7 +517,7 @@ class _Text:
 
 
 def _text_of(text: str, cluster: int) -> _Text:
-    norm = normalize_text(mask_volatile(text))
+    norm = normalize_text(text)  # already masked
     words = tuple(w for w in norm.split() if w not in _FILLER) or tuple(norm.split())
     return _Text(cluster, norm, words, tuple(_DIGITS.findall(norm)))
 
@@ -560,8 +590,8 @@ class LoopDetector:
     The unit of judgement is the *turn*: a model call plus the results of the tool calls it
     requested. A turn is judged when it is complete (a text reply at once, a tool request
     when its results are in). The run's *epoch* advances on every model call whose input
-    brought something new (see :meth:`observe`); repeats count only within an epoch, plus the
-    one occurrence just before it.
+    brought something new (see :meth:`observe`); repeats count only within an epoch (plus the
+    occurrence just before it when the news was the previous turn's own output).
 
     Memory is bounded by the settings: ``window`` turns (more for an allowed tool with a
     larger limit), ``window`` text replies, and bounded caches of message keys.
@@ -571,7 +601,8 @@ class LoopDetector:
         self.settings = settings or LoopSettings()
         window = self.settings.window
         self._span = max(window, *self.settings.allow.values(), 0)
-        self._keys = _MessageKeys(size=max(256, 16 * window))
+        self._mask = _MaskMemo()
+        self._keys = _MessageKeys(size=max(256, 16 * window), mask=self._mask)
         self._seen_size = max(1024, 64 * window)
         self._step = 0
         self._tokens = 0
@@ -592,7 +623,7 @@ class LoopDetector:
         self._echo_epoch = True  # the news that began this epoch came from the previous turn's own output
         self._echoes: set[bytes] = set()  # keys of the last turn's reply and tool results
         self._streak = 0
-        self._node: str | None = None
+        self._streak_since: _Mark | None = None  # the last turn before the current streak
 
     @property
     def verdict(self) -> LoopVerdict | None:
@@ -608,9 +639,9 @@ class LoopDetector:
         """Record one observation; return a verdict the first time a signal fires.
 
         A model observation's ``prompt`` decides whether its input brought anything new: a
-        message whose key (role, text with volatile tokens masked, tool calls) the model has
-        neither read nor written before in this run. Without a prompt, a new tool result
-        since the previous model call counts as new input.
+        message whose key (text with volatile tokens masked, tool calls) the model has not read
+        before in this run, and that is not a repeat of one of its own earlier replies. Without
+        a prompt, a new tool result since the previous model call counts as new input.
         """
         if self._verdict is not None:
             return None
@@ -622,8 +653,7 @@ class LoopDetector:
         elif isinstance(obs, ToolObservation):
             verdict = self._observe_tool(obs)
         else:
-            self._node = obs.node
-            verdict = None
+            verdict = None  # node updates are state, not what the model read
         self._verdict = verdict
         return verdict
 
@@ -674,7 +704,7 @@ class LoopDetector:
             repeated = any(t.output == output for t in self._turns)
         else:
             output, repeated = self._cluster_of(obs.text)
-        reply = _reply_key(obs)
+        reply = _key(obs.text, obs.tool_calls, mask=self._mask)
         self._echoes.add(reply)
         if repeated:
             # Read back by the next model call (this one's own, or another agent's), a reply that
@@ -693,7 +723,7 @@ class LoopDetector:
     def _cluster_of(self, text: str) -> tuple[bytes, bool]:
         """Text replies that are near-duplicates of a recent one share its cluster; whether this
         one repeats a recent reply."""
-        probe = _text_of(text, self._clusters)
+        probe = _text_of(self._mask(text), self._clusters)
         similarity = self.settings.similarity
         found = next((t for t in reversed(self._texts) if _near_duplicates(probe, t, similarity)), None)
         if found is None:
@@ -705,11 +735,12 @@ class LoopDetector:
     # -- tool calls --
 
     def _observe_tool(self, obs: ToolObservation) -> LoopVerdict | None:
-        result = _error_key(obs.result) if obs.error else (None if obs.result is None else mask_volatile(obs.result))
-        key = _digest(["tool", obs.tool, normalize(obs.args), result, obs.error])
+        text = obs.result or ""
+        masked = self._mask(text)
+        result = _DIGITS.sub("#", masked.lower()) if obs.error else masked
+        key = _digest(["tool", obs.tool, normalize(obs.args), None if obs.result is None else result, obs.error])
         new_result = self._remember(self._results_seen, key)
         self._fresh_result |= new_result
-        self._echoes.add(_key(obs.result or "", (), failed=obs.error))
         turn = self._pending
         if turn is None:  # a tool call without a model turn around it: a turn of its own
             if new_result:
@@ -718,6 +749,8 @@ class LoopDetector:
             output = _digest(["call", obs.tool, normalize(obs.args)])
             turn = _Turn(self._epoch, not new_result, output, (obs.tool,), obs.tool, self._mark(), expected=1)
             self._pending = turn
+        else:  # the result the next prompt will carry: news, but the model's own doing
+            self._echoes.add(_key(text, (), failed=obs.error, mask=self._mask))
         turn.results.append(key)
         turn.failed |= obs.error
         if len(turn.results) >= turn.expected:
@@ -751,8 +784,12 @@ class LoopDetector:
         recent = history[-(span - 1) :] if span > 1 else []
         same = [t for t in recent if t.sig == turn.sig]
         counted = [*_repeats_of(same, turn.epoch, with_previous=self._echo_epoch), turn]
-        repeated = bool(same)
-        self._streak = self._streak + 1 if repeated and (turn.stale or self._streak == 0) else 0
+        if same and (turn.stale or self._streak == 0):
+            if self._streak == 0:
+                self._streak_since = history[-1].mark if history else turn.mark
+            self._streak += 1
+        else:
+            self._streak = 0
         if len(counted) >= limit:
             return self._repeat_verdict(turn, counted, limit)
         if self._allowed(turn):
@@ -762,13 +799,12 @@ class LoopDetector:
         if verdict is not None:
             return verdict
         needed = self.settings.max_steps_without_progress
-        if self._streak >= needed:
-            before = history[-self._streak]  # the last turn before the loop: the streak repeats it or earlier ones
+        if self._streak >= needed and self._streak_since is not None:
             return self._verdict_from(
                 "no_progress",
                 turn.label,
                 self._streak,
-                before.mark,
+                self._streak_since,
                 f"{self._streak} model turns in a row repeated earlier turns and the model's input "
                 f"brought nothing new (limit {needed})",
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -547,9 +548,9 @@ def test_a_growing_prompt_keys_each_message_once(monkeypatch: pytest.MonkeyPatch
     keyed: list[int] = []
     original = loops.message_key
 
-    def counting(message: BaseMessage) -> bytes:
+    def counting(message: BaseMessage, mask: loops.Masker = loops.mask_volatile) -> bytes:
         keyed.append(id(message))
-        return original(message)
+        return original(message, mask)
 
     monkeypatch.setattr(loops, "message_key", counting)
     detector = LoopDetector()
@@ -558,3 +559,27 @@ def test_a_growing_prompt_keys_each_message_once(monkeypatch: pytest.MonkeyPatch
         history.append(HumanMessage(content=f"message {n}", id=str(n)))
         assert detector.observe(ModelObservation(f"answer {n}", prompt=list(history))) is None
     assert len(keyed) == 60
+
+
+def test_a_stall_longer_than_the_turn_window_is_still_judged() -> None:
+    """max_steps_without_progress may exceed the turns kept in memory: the streak is counted,
+    not looked up, so an 80-turn limit over a 50-turn window judges without failing."""
+    rng = random.Random(3)
+    order = list("abcd")
+    for _ in range(200):  # a wander with no back-to-back block repeats, so no cycle fires first
+        for name in rng.sample("abcd", 4):
+            tail = [*order, name]
+            if not any(
+                all(tail[-k] == tail[-k - p] for k in range(1, max(p, 3) + 1))
+                for p in range(2, 7)
+                if len(tail) >= p + max(p, 3)
+            ):
+                order.append(name)
+                break
+    chat = Chat()
+    for name in order:
+        chat.step(f"source_{name}", {}, f"r{name}")
+    settings = LoopSettings(window=50, max_tool_repeats=50, max_steps_without_progress=80)
+    found = run(LoopDetector(settings), chat.observations)
+    assert found is not None
+    assert (found[1].signal, found[1].repeats, found[1].model_calls) == ("no_progress", 80, 80)

@@ -244,3 +244,26 @@ def test_recorder_orders_a_react_step_and_sees_raised_tool_errors() -> None:
     assert isinstance(first, ModelObservation)
     assert first.tokens > 0
     assert first.tool_calls == (("read", {"q": "vault"}),)
+    second = recorder.observations[4]
+    assert isinstance(second, ModelObservation)
+    assert second.node == "agent"
+    assert second.prompt is not None
+    assert [m.type for m in second.prompt] == ["human", "ai", "tool"]  # what the second call read
+    assert recorder.tracker.open_runs() == 0
+
+
+def test_tracker_attaches_the_prompt_and_node_and_forgets_failed_calls() -> None:
+    """A model call's prompt and LangGraph node, remembered at its start, travel with its reply;
+    a failed call is forgotten; a reply whose start was not seen has no prompt."""
+    tracker = ObservationTracker()
+    ok, failed = uuid.uuid4(), uuid.uuid4()
+    prompt = [HumanMessage(content="q")]
+    tracker.on_chat_model_start(ok, [prompt], {"langgraph_node": "planner"})
+    tracker.on_chat_model_start(failed, [prompt], None)
+    assert tracker.open_runs() == 2
+    tracker.on_llm_error(failed)
+    reply = LLMResult(generations=[[ChatGeneration(message=AIMessage(content="a"))]])
+    obs = tracker.on_llm_end(ok, reply)
+    assert (obs.text, obs.node, obs.prompt) == ("a", "planner", prompt)
+    assert tracker.open_runs() == 0
+    assert tracker.on_llm_end(uuid.uuid4(), reply).prompt is None
