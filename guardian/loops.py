@@ -565,6 +565,7 @@ class _Turn:
     mark: _Mark
     expected: int
     results: list[bytes] = field(default_factory=list)
+    outcomes: list[bytes] = field(default_factory=list)  # each result without the arguments that got it
     failed: bool = False
     sig: bytes = b""
 
@@ -580,6 +581,8 @@ def _repeats_of(matches: Sequence[_Turn], epoch: int, *, with_previous: bool) ->
 
 
 _MAX_PERIOD = 6
+_NOBODY = "\x00nobody"  # no node wrote this message (a None node is a model outside LangGraph)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 class LoopDetector:
@@ -613,6 +616,8 @@ class LoopDetector:
         """Forget the history and re-arm (the totals of steps, tokens and model calls go on)."""
         self._verdict: LoopVerdict | None = None
         self._seen: OrderedDict[bytes, None] = OrderedDict()  # message keys the model has read or written
+        self._sentences: OrderedDict[bytes, None] = OrderedDict()  # sentences read so far
+        self._authors: OrderedDict[bytes, str | None] = OrderedDict()  # reply key -> the node that wrote it
         self._fresh_result = True  # without prompts: did a new tool result arrive since the last model call
         self._results_seen: OrderedDict[bytes, None] = OrderedDict()
         self._turns: deque[_Turn] = deque(maxlen=self._span + _MAX_PERIOD)
@@ -688,7 +693,7 @@ class LoopDetector:
             return verdict
         echoes, self._echoes = self._echoes, set()
         if obs.prompt is not None:
-            news = [key for key in map(self._keys, obs.prompt) if self._remember(self._seen, key)]
+            news = self._news(obs.prompt, obs.node)
             new_input = bool(news)
             echo = all(key in echoes for key in news)
         else:
@@ -706,6 +711,10 @@ class LoopDetector:
             output, repeated = self._cluster_of(obs.text)
         reply = _key(obs.text, obs.tool_calls, mask=self._mask)
         self._echoes.add(reply)
+        self._authors[reply] = obs.node
+        self._authors.move_to_end(reply)
+        if len(self._authors) > self._seen_size:
+            self._authors.popitem(last=False)
         if repeated:
             # Read back by the next model call (this one's own, or another agent's), a reply that
             # repeats an earlier one is not news; a new reply is.
@@ -719,6 +728,26 @@ class LoopDetector:
             return None
         turn = _Turn(self._epoch, not new_input, output, (), label, self._mark(), expected=0)
         return self._judge(turn)
+
+    def _news(self, prompt: Sequence[BaseMessage], reader: str | None) -> list[bytes]:
+        """The keys of the prompt's messages that are news to the model reading it: never read
+        before in this run, not written by this same node (a model's own words are not news to
+        it), and holding at least one sentence not read before (a transcript that grows by lines
+        already in it, or a critique recombined from earlier sentences, brings nothing new)."""
+        news = []
+        for message in prompt:
+            key = self._keys(message)
+            if key in self._seen or self._authors.get(key, _NOBODY) == reader:
+                continue
+            self._remember(self._seen, key)
+            fresh = False
+            for sentence in _SENTENCE.split(self._mask(message.text)):
+                norm = normalize_text(sentence)
+                if norm:
+                    fresh |= self._remember(self._sentences, _digest(norm))
+            if fresh or not message.text.strip():
+                news.append(key)
+        return news
 
     def _cluster_of(self, text: str) -> tuple[bytes, bool]:
         """Text replies that are near-duplicates of a recent one share its cluster; whether this
@@ -752,6 +781,7 @@ class LoopDetector:
         else:  # the result the next prompt will carry: news, but the model's own doing
             self._echoes.add(_key(text, (), failed=obs.error, mask=self._mask))
         turn.results.append(key)
+        turn.outcomes.append(_digest(["outcome", obs.tool, None if obs.result is None else result, obs.error]))
         turn.failed |= obs.error
         if len(turn.results) >= turn.expected:
             self._pending = None
@@ -784,7 +814,11 @@ class LoopDetector:
         recent = history[-(span - 1) :] if span > 1 else []
         same = [t for t in recent if t.sig == turn.sig]
         counted = [*_repeats_of(same, turn.epoch, with_previous=self._echo_epoch), turn]
-        if same and (turn.stale or self._streak == 0):
+        # A stale turn whose results all came before, whatever the arguments (a reworded query
+        # that finds nothing again, a page number the tool ignores), is no progress either.
+        outcomes = {o for t in recent for o in t.outcomes}
+        known = same or (turn.outcomes and all(o in outcomes for o in turn.outcomes))
+        if known and (turn.stale or self._streak == 0):
             if self._streak == 0:
                 self._streak_since = history[-1].mark if history else turn.mark
             self._streak += 1

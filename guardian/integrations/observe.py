@@ -49,6 +49,7 @@ __all__ = [
     "model_observation",
     "node_name",
     "node_observation",
+    "node_path",
     "tool_name",
     "tool_observation",
 ]
@@ -112,6 +113,19 @@ def node_name(
     if tags is not None:
         return node if any(tag.startswith(_NODE_TAG) for tag in tags) else None
     return node if name == node else None
+
+
+def node_path(metadata: Mapping[str, Any] | None) -> str | None:
+    """The LangGraph node a model call runs in, with the nodes of the graphs around it:
+    ``"model"`` for ``create_agent``'s model, ``"delegate|model"`` for an agent run inside a
+    ``delegate`` node. Task ids are dropped, so the same node is the same path every step."""
+    if not metadata:
+        return None
+    namespace = metadata.get("langgraph_checkpoint_ns")
+    if isinstance(namespace, str) and namespace:
+        return "|".join(part.split(":", 1)[0] for part in namespace.split("|"))
+    node = metadata.get("langgraph_node")
+    return node if isinstance(node, str) else None
 
 
 def node_observation(
@@ -267,10 +281,9 @@ class ObservationTracker:
     ) -> None:
         """Remember what the model reads (the first prompt of a batch) and the node calling it,
         until the call ends: the detector judges a repeat by whether the input brought news."""
-        node = (metadata or {}).get("langgraph_node")
         prompt = list(messages[0]) if messages else []
         with self._lock:
-            self._remember(self._prompts, run_id, (prompt, node if isinstance(node, str) else None))
+            self._remember(self._prompts, run_id, (prompt, node_path(metadata)))
 
     def on_llm_end(self, run_id: UUID, response: LLMResult, *, model: str | None = None) -> ModelObservation:
         """The model's reply, with the prompt and node remembered at its start (if seen)."""

@@ -294,12 +294,19 @@ def test_identical_failures_fire_on_the_third_and_a_retry_that_succeeds_does_not
 
 
 def test_paging_and_polling_that_finishes_are_progress() -> None:
-    """A new page each time (identical results), or a job whose status changes (the same status
-    three times at most), never fires."""
+    """A new page each time, or a job whose status changes (the same status three times at
+    most), never fires; pages that all come back the same (a tool ignoring its page argument)
+    are no progress."""
     pages = Chat()
     for n in range(1, 30):
-        pages.step("list_orders", {"page": n}, "10 orders")
+        pages.step("list_orders", {"page": n}, f"orders {10 * n} to {10 * n + 9}")
     assert run(LoopDetector(), pages.observations) is None
+    ignored = Chat()
+    for n in range(1, 30):
+        ignored.step("list_orders", {"page": n}, "orders 10 to 19")
+    found = run(LoopDetector(), ignored.observations)
+    assert found is not None
+    assert (found[1].signal, found[1].repeats) == ("no_progress", 5)
     polls = Chat()
     for status in ["queued", "queued", "queued", "running 10%", "running 60%", "running 60%", "done"]:
         polls.step("check_job", {"id": 7}, status, said="Checking the job again.")
@@ -583,3 +590,63 @@ def test_a_stall_longer_than_the_turn_window_is_still_judged() -> None:
     found = run(LoopDetector(settings), chat.observations)
     assert found is not None
     assert (found[1].signal, found[1].repeats, found[1].model_calls) == ("no_progress", 80, 80)
+
+
+def test_a_models_own_words_are_not_news_to_it_but_are_to_another_node() -> None:
+    """A reply read back by the node that wrote it brings nothing new; the same reply read by
+    another agent does (a planner's "Continue." while an executor reports new results is work)."""
+    history: list[BaseMessage] = [HumanMessage("Load the Q3 files.")]
+    trace: list[Observation] = []
+    for n in range(8):
+        trace.append(ModelObservation("Continue with the next file.", prompt=list(history), node="planner"))
+        history.append(AIMessage("Continue with the next file."))
+        report = f"Loaded file {n}: {n * 17} rows."
+        trace.append(ModelObservation(report, prompt=list(history), node="executor"))
+        history.append(HumanMessage(report, name="executor"))
+    assert run(LoopDetector(), trace) is None
+    alone: list[Observation] = []
+    history = [HumanMessage("Summarise the call.")]
+    for _ in range(4):
+        alone.append(ModelObservation("The call went well.", prompt=list(history), node="model"))
+        history.append(AIMessage("The call went well."))
+    found = run(LoopDetector(), alone)
+    assert found is not None
+    assert (found[0], found[1].signal) == (2, "repeated_output")
+
+
+def test_a_transcript_that_grows_by_lines_already_read_is_not_news() -> None:
+    """Two negotiators reading one growing transcript message: once the offers only repeat,
+    each new transcript holds no line not read before, and the ping-pong is caught."""
+    offers = [
+        "BUYER: We offer $30,000.",
+        "SELLER: List price is $72,000.",
+        "BUYER: $40,000, final.",
+        "SELLER: $55,000.",
+    ]
+    offers += ["BUYER: $40,000, final.", "SELLER: $55,000."] * 6
+    trace: list[Observation] = []
+    for n in range(1, len(offers)):
+        transcript = HumanMessage("Transcript so far:\n" + "\n".join(offers[:n]))
+        node = "seller" if n % 2 else "buyer"
+        trace.append(ModelObservation(offers[n].split(": ", 1)[1], prompt=[transcript], node=node))
+    found = run(LoopDetector(), trace)
+    assert found is not None
+    assert found[0] <= 6  # by the seventh reply: loop start is the fifth offer
+
+
+def test_reworded_queries_that_keep_finding_nothing_are_no_progress() -> None:
+    """New arguments, the same empty result, nothing new read: five turns in a row are
+    no_progress (an alert under the default rule), while a refinement that finds something
+    after four empty searches is not."""
+    chat = Chat()
+    for n in range(12):
+        chat.step("search_kb", {"query": f"reset 2FA wording {n}"}, "0 results.")
+    found = run(LoopDetector(), chat.observations)
+    assert found is not None
+    assert (found[1].signal, found[1].repeats) == ("no_progress", 5)
+    refined = Chat()
+    for n in range(4):
+        refined.step("search_kb", {"query": f"reset 2FA wording {n}"}, "0 results.")
+    refined.step("search_kb", {"query": "reset MFA"}, "[IT-12] Resetting MFA for SSO users")
+    refined.reply("Follow IT-12.")
+    assert run(LoopDetector(), refined.observations) is None
