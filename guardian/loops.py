@@ -51,6 +51,7 @@ import enum
 import hashlib
 import json
 import math
+import operator
 import re
 import string
 import unicodedata
@@ -618,6 +619,7 @@ class LoopDetector:
         self._seen: OrderedDict[bytes, None] = OrderedDict()  # message keys the model has read or written
         self._sentences: OrderedDict[bytes, None] = OrderedDict()  # sentences read so far
         self._authors: OrderedDict[bytes, str | None] = OrderedDict()  # reply key -> the node that wrote it
+        self._last_prompts: dict[str | None, tuple[BaseMessage, ...]] = {}  # per reading node
         self._fresh_result = True  # without prompts: did a new tool result arrive since the last model call
         self._results_seen: OrderedDict[bytes, None] = OrderedDict()
         self._turns: deque[_Turn] = deque(maxlen=self._span + _MAX_PERIOD)
@@ -735,7 +737,14 @@ class LoopDetector:
         it), and holding at least one sentence not read before (a transcript that grows by lines
         already in it, or a critique recombined from earlier sentences, brings nothing new)."""
         news = []
-        for message in prompt:
+        # A graph's next prompt is usually the last one plus a few messages, the same objects:
+        # the part this reader already judged is skipped by identity.
+        last = self._last_prompts.pop(reader, ())
+        skip = len(last) if len(last) <= len(prompt) and all(map(operator.is_, last, prompt)) else 0
+        self._last_prompts[reader] = tuple(prompt)
+        if len(self._last_prompts) > 16:
+            del self._last_prompts[next(iter(self._last_prompts))]
+        for message in prompt[skip:]:
             key = self._keys(message)
             if key in self._seen or self._authors.get(key, _NOBODY) == reader:
                 continue

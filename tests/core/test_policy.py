@@ -215,3 +215,19 @@ def test_a_setting_set_in_two_files_is_an_error(tmp_path: Path) -> None:
     write(tmp_path, "b.yaml", "version: 1\nsettings:\n  on_store_error: fail_closed\n")
     with pytest.raises(PolicyError, match=r"b\.yaml:3: settings\.on_store_error: already set in .*a\.yaml"):
         load_policy([tmp_path])
+
+
+def test_loop_rules_default_to_alerting_on_no_progress_only(tmp_path: Path) -> None:
+    """The default rule and a rule that says nothing about alert_on halt on exact repeats and only
+    alert on no_progress; alert_on: [] halts on every signal; max_tool_repeats reaches the settings."""
+    assert DEFAULT_LOOP_RULE.action_for("repeated_tool_call") == "kill"
+    assert DEFAULT_LOOP_RULE.action_for("no_progress") == "alert"
+    path = tmp_path / "loops.yaml"
+    path.write_text(
+        "version: 1\nloops:\n  - name: quiet\n    match: {agent: a}\n    max_tool_repeats: 6\n"
+        "  - name: strict\n    alert_on: []\n"
+    )
+    quiet, strict = load_policy([path]).loops
+    assert quiet.settings.max_tool_repeats == 6
+    assert (quiet.action_for("cycle"), quiet.action_for("no_progress")) == ("kill", "alert")
+    assert strict.action_for("no_progress") == "kill"
