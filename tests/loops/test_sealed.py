@@ -44,7 +44,8 @@ class Scored:
     @property
     def wasted_calls(self) -> int:
         """Model calls from the labeled loop start up to the verdict, both included."""
-        assert self.scenario.loop_start_call is not None and self.index is not None
+        assert self.scenario.loop_start_call is not None
+        assert self.index is not None
         start = self.call_index(self.scenario.loop_start_call)
         return sum(isinstance(o, ModelObservation) for o in self.observations[start : self.index + 1])
 
