@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-import structlog
-
 from guardian.alerts import Alert
 from guardian.amounts import Amounts, usd
 from guardian.errors import (
@@ -32,6 +30,7 @@ from guardian.errors import (
 from guardian.estimates import OutputHistory, check_usage
 from guardian.identity import Identity
 from guardian.keys import BucketKey, KeyBuilder, KillTarget, escape
+from guardian.logs import get_logger
 from guardian.loops import LoopDetector, LoopVerdict, Observation
 from guardian.policy import Budget, LoopRule, Policy
 from guardian.pricing import Pricer, TokenUsage
@@ -179,7 +178,7 @@ class Supervisor:
         self.clock = clock
         self.pricer = pricer or Pricer(policy.prices, clock)
         self.alerts = alerts
-        self.log = structlog.get_logger("guardian")
+        self.log = get_logger()
         self._settings = policy.settings
         self.fail_open = policy.settings.on_store_error == "fail_open"
         self._outage = False

@@ -23,17 +23,16 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import structlog
-
 from guardian.alerts._model import Alert, AlertDeliveryError, AlertKind
 from guardian.alerts.config import DEFAULT_ALERT_KINDS
 from guardian.alerts.sink import AlertSink
 from guardian.keys import KeyBuilder
+from guardian.logs import get_logger
 from guardian.threads import start_background
 
 __all__ = ["AlertDispatcher", "FlagStore"]
 
-_log = structlog.get_logger("guardian")
+_log = get_logger()
 
 
 class FlagStore(Protocol):

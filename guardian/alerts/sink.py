@@ -5,13 +5,12 @@ from __future__ import annotations
 import threading
 from typing import Protocol, runtime_checkable
 
-import structlog
-
 from guardian.alerts._model import Alert
+from guardian.logs import get_logger
 
 __all__ = ["AlertSink", "LogSink", "RecordingSink"]
 
-_log = structlog.get_logger("guardian")
+_log = get_logger()
 
 
 @runtime_checkable

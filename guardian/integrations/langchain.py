@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
-import structlog
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.messages.utils import count_tokens_approximately
@@ -30,6 +29,7 @@ from guardian.errors import GuardianHalt, GuardianInternalError, IdentityError
 from guardian.estimates import reported_count
 from guardian.identity import Identity
 from guardian.integrations.observe import ObservationTracker, tool_name
+from guardian.logs import get_logger
 from guardian.loops import Observation
 from guardian.pricing import TokenUsage
 from guardian.supervisor import CHARS_PER_TOKEN, Decision, RunState, Supervisor
@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 _IDENTITY_KEYS = ("guardian_agent", "guardian_user", "guardian_tenant")
-_log = structlog.get_logger("guardian")
+_log = get_logger()
 _Method = TypeVar("_Method", bound=Callable[..., None])
 
 

@@ -21,10 +21,10 @@ from importlib.resources import files
 from typing import Any, TypeAlias
 
 import redis
-import structlog
 
 from guardian.amounts import METRICS, Amounts
 from guardian.errors import StoreError
+from guardian.logs import get_logger
 from guardian.store.base import (
     SETTLED_TTL_S,
     BucketState,
@@ -48,7 +48,7 @@ __all__ = ["RedisStore"]
 _N = len(METRICS)
 _COUNTERS = struct.Struct(f"<{2 * _N + 1}q")  # as ledger.lua packs them: spent, reserved, earliest hold expiry
 _HOLD = struct.Struct(f"<{_N + 1}q")  # expiry, amounts
-_log = structlog.get_logger("guardian")
+_log = get_logger()
 _Pending: TypeAlias = CommitRequest | ReleaseRequest
 _SETTLED_TTL_MS = int(SETTLED_TTL_S * 1000)
 _PROBE_FLAG = 8  # added to an R op's mode: a probe's refusal is not counted (ledger.lua)

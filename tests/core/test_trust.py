@@ -7,6 +7,7 @@ A1-A3 and B4-B7); all run on both stores.
 from __future__ import annotations
 
 import io
+import logging
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -553,11 +554,13 @@ def test_an_internal_error_logs_no_prompt_text(
     make_guardian: GuardianFactory,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
     renderer: str,
 ) -> None:
     """A bug of ours while a prompt holding a card number is in flight: guardian_internal_error names where it
     failed, and neither the card number nor any traceback (whose frame locals hold the messages) is logged, with
-    structlog unconfigured or rendering JSON with dict tracebacks."""
+    standard logging (structlog unconfigured) or structlog rendering JSON with dict tracebacks."""
+    caplog.set_level(logging.DEBUG, logger="guardian")
     out = io.StringIO()
     if renderer == "json":
         structlog.configure(
@@ -569,6 +572,9 @@ def test_an_internal_error_logs_no_prompt_text(
     with pytest.raises(GuardianInternalError) as caught:
         ScriptedChatModel(replies=["x"]).invoke(f"my card is {SECRET}", config={"callbacks": [guard.callback()]})
     printed = out.getvalue() + capsys.readouterr().out
+    for record in caplog.records:
+        assert not record.exc_info
+        printed += record.getMessage() + "\n"
     assert "guardian_internal_error" in printed
     assert SECRET not in printed
     assert "Traceback" not in printed
