@@ -561,7 +561,7 @@ class Supervisor:
             repeats=verdict.repeats,
             steps_in_loop=verdict.steps_in_loop,
             loop_tokens=tokens,
-            loop_cost_usd=cost,
+            loop_cost_micro_usd=cost,
             action=action,
         )
         self._store_op("count", functools.partial(self.store.count, now=now), self._loop_counter(run, now), 1)

@@ -49,6 +49,8 @@ def test_create_agent_repeating_a_tool_call_is_halted(make_guardian: GuardianFac
     assert halt.loop_cost_micro_usd > 0
     (event,) = [e for e in logs if e["event"] == "loop_detected"]
     assert (event["signal"], event["subject"], event["agent"]) == ("repeated_tool_call", "lookup", "fin")
+    assert event["loop_cost_micro_usd"] == halt.loop_cost_micro_usd  # micro-dollars, named so
+    assert "loop_cost_usd" not in event
     assert guard.alerts.flush(5.0)
     (alert,) = [a for a in sink.alerts if a.kind == "loop"]
     assert alert.run_id == halt.run_id
