@@ -96,6 +96,31 @@ class Guardian:
         ``guardian_agent``, ``guardian_user``, ``guardian_tenant``)."""
         return GuardianCallbackHandler(self.supervisor, Identity.of(agent, user, tenant, tags))
 
+    def middleware(
+        self,
+        agent: str | None = None,
+        user: str | None = None,
+        tenant: str | None = None,
+        tags: Iterable[str] = (),
+        *,
+        exit_behavior: str = "error",
+    ) -> Any:
+        """A LangChain v1 ``AgentMiddleware`` for ``create_agent(model, tools, middleware=[...])``.
+
+        ``exit_behavior``: ``"error"`` raises the halt; ``"end"`` ends the run with an ``AIMessage`` saying
+        what stopped it; ``"interrupt"`` pauses a checkpointed run with ``interrupt()`` so it can be resumed
+        with ``Command(resume=...)`` once there is room. Needs the ``langchain`` package (``create_agent``).
+        """
+        try:
+            from guardian.integrations.middleware import EXIT_BEHAVIORS, GuardianMiddleware
+        except ImportError as exc:  # pragma: no cover - langchain is a dev dependency here
+            raise ImportError(
+                "Guardian.middleware needs LangChain v1's agents: pip install 'guardian-supervisor[langchain]'"
+            ) from exc
+        if exit_behavior not in EXIT_BEHAVIORS:
+            raise ValueError(f"exit_behavior must be one of {', '.join(EXIT_BEHAVIORS)}, got {exit_behavior!r}")
+        return GuardianMiddleware(self.supervisor, Identity.of(agent, user, tenant, tags), exit_behavior)  # type: ignore[arg-type]
+
     def kill(
         self,
         *,

@@ -1,0 +1,293 @@
+"""LangChain v1 ``AgentMiddleware`` door: ``create_agent(model, tools, middleware=[guard.middleware(...)])``.
+
+The same supervisor as the callback, called from the agent's own hooks: a reservation before each
+model call and a commit after it (``wrap_model_call``), a charge (and a possible refusal) for each
+tool call (``wrap_tool_call``), and every reply and tool result fed to loop detection. What a halt
+does is the middleware's ``exit_behavior``:
+
+``"error"``
+    raise the halt (``BudgetExceeded``, ``RunKilled``, ``LoopDetected``), as the callback does;
+``"end"``
+    end the run normally with an ``AIMessage`` saying what stopped it and why (as LangChain's
+    ``ModelCallLimitMiddleware`` does); a refused tool call gets an error ``ToolMessage`` first;
+``"interrupt"``
+    pause the run with LangGraph's ``interrupt()`` carrying the halt's details; a checkpointed run
+    resumed with ``Command(resume=...)`` tries again, as a new run, once there is room.
+
+One agent invocation is one run: started in ``before_agent``, ended in ``after_agent`` (or when a
+halt, an interrupt or an error leaves the agent). A resumed invocation, which skips
+``before_agent``, starts its run at its first model or tool call and is found again by thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any, Literal, NotRequired
+
+from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
+from langchain.agents.middleware.types import PrivateStateAttr
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.messages.utils import count_tokens_approximately
+from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.channels.untracked_value import UntrackedValue
+from langgraph.config import get_config
+from langgraph.types import Command, interrupt
+
+from guardian.errors import GuardianHalt
+from guardian.identity import Identity
+from guardian.integrations.langchain import output_tokens_of, request_schema_tokens, usage_from_result
+from guardian.integrations.observe import model_observation, tool_observation
+from guardian.logs import get_logger
+from guardian.supervisor import RunState, Supervisor
+
+__all__ = ["ExitBehavior", "GuardianMiddleware", "GuardianState"]
+
+ExitBehavior = Literal["error", "end", "interrupt"]
+EXIT_BEHAVIORS: tuple[str, ...] = ("error", "end", "interrupt")
+_log = get_logger()
+_MAX_OPEN_RUNS = 10_000  # invocations whose end we never saw (a crash between hooks) are forgotten past this
+
+
+class GuardianState(AgentState[Any]):
+    """The run id of this invocation: untracked (never checkpointed), so every invocation is its own run."""
+
+    guardian_run: NotRequired[Annotated[str, UntrackedValue, PrivateStateAttr]]
+
+
+class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
+    """Budgets, kills and loop detection for a ``create_agent`` agent; make it with ``Guardian.middleware``."""
+
+    state_schema = GuardianState
+
+    def __init__(self, supervisor: Supervisor, identity: Identity, exit_behavior: ExitBehavior = "error") -> None:
+        if exit_behavior not in EXIT_BEHAVIORS:
+            raise ValueError(f"exit_behavior must be one of {', '.join(EXIT_BEHAVIORS)}, got {exit_behavior!r}")
+        super().__init__()
+        self.supervisor = supervisor
+        self.identity = identity
+        self.exit_behavior: ExitBehavior = exit_behavior
+        self._lock = threading.Lock()
+        self._runs: OrderedDict[str, RunState] = OrderedDict()  # run id or "thread:<id>" -> live run
+
+    @property
+    def name(self) -> str:
+        return "GuardianMiddleware"
+
+    @property
+    def active_runs(self) -> int:
+        with self._lock:
+            return len(self._runs)
+
+    # -- run lifecycle -------------------------------------------------------------------------------
+
+    def before_agent(self, state: GuardianState, runtime: Any) -> dict[str, Any] | None:
+        run_id = str(uuid.uuid4())
+        self._open(run_id, run_id)
+        return {"guardian_run": run_id}
+
+    async def abefore_agent(self, state: GuardianState, runtime: Any) -> dict[str, Any] | None:
+        return self.before_agent(state, runtime)
+
+    def after_agent(self, state: GuardianState, runtime: Any) -> dict[str, Any] | None:
+        self._close(self._key_of(state), None)
+        return None
+
+    async def aafter_agent(self, state: GuardianState, runtime: Any) -> dict[str, Any] | None:
+        return self.after_agent(state, runtime)
+
+    def _open(self, key: str, run_id: str) -> RunState:
+        run = self.supervisor.start_run(run_id, self.identity)
+        with self._lock:
+            self._runs[key] = run
+            while len(self._runs) > _MAX_OPEN_RUNS:
+                _, stale = self._runs.popitem(last=False)
+                self.supervisor.end_run(stale)
+        return run
+
+    def _close(self, key: str | None, error: BaseException | None) -> None:
+        with self._lock:
+            run = self._runs.pop(key, None) if key is not None else None
+        if run is not None:
+            self.supervisor.end_run(run, error=error)
+
+    @staticmethod
+    def _key_of(state: Mapping[str, Any]) -> str | None:
+        run_id = state.get("guardian_run")
+        if isinstance(run_id, str):
+            return run_id
+        thread = _thread_id()
+        return None if thread is None else f"thread:{thread}"
+
+    def _run_for(self, state: Mapping[str, Any]) -> tuple[str, RunState]:
+        """This invocation's run; a resumed invocation (no ``before_agent``) gets one keyed by its thread."""
+        key = self._key_of(state)
+        with self._lock:
+            run = self._runs.get(key) if key is not None else None
+        if run is not None and key is not None:
+            return key, run
+        key = key or f"orphan:{uuid.uuid4()}"
+        return key, self._open(key, str(uuid.uuid4()))
+
+    # -- model calls ---------------------------------------------------------------------------------
+
+    def wrap_model_call(
+        self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]
+    ) -> ModelResponse[Any] | AIMessage:
+        key, run = self._run_for(request.state)
+        while True:
+            call_id = str(uuid.uuid4())
+            halt = self._reserve(run, call_id, request)
+            if halt is None:
+                break
+            stopped = self._stop(key, run, halt)
+            if stopped is not None:
+                return stopped
+            key, run = self._run_for(request.state)  # resumed: try again as a new run
+        try:
+            response = handler(request)
+        except BaseException:
+            self.supervisor.llm_call_failed(run, call_id)
+            raise
+        self._settle(run, call_id, request, response)
+        return response
+
+    async def awrap_model_call(
+        self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]]
+    ) -> ModelResponse[Any] | AIMessage:
+        key, run = self._run_for(request.state)
+        while True:
+            call_id = str(uuid.uuid4())
+            halt = self._reserve(run, call_id, request)
+            if halt is None:
+                break
+            stopped = self._stop(key, run, halt)
+            if stopped is not None:
+                return stopped
+            key, run = self._run_for(request.state)
+        try:
+            response = await handler(request)
+        except BaseException:
+            self.supervisor.llm_call_failed(run, call_id)
+            raise
+        self._settle(run, call_id, request, response)
+        return response
+
+    def _reserve(self, run: RunState, call_id: str, request: ModelRequest[Any]) -> GuardianHalt | None:
+        prompt = _prompt_of(request)
+        tools = [t if isinstance(t, dict) else convert_to_openai_tool(t) for t in request.tools]
+        prompt_tokens = count_tokens_approximately(prompt) + request_schema_tokens(
+            {"tools": tools, "response_format": request.response_format} if tools else {}
+        )
+        params = _ls_params(request)
+        max_tokens = params.get("ls_max_tokens")
+        return self.supervisor.before_llm_call(
+            run,
+            call_id,
+            provider=params.get("ls_provider"),
+            model=str(params.get("ls_model_name") or getattr(request.model, "model_name", "") or "unknown"),
+            prompt_tokens=prompt_tokens,
+            max_output_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
+        ).halt
+
+    def _settle(self, run: RunState, call_id: str, request: ModelRequest[Any], response: ModelResponse[Any]) -> None:
+        reply = next((m for m in reversed(response.result) if isinstance(m, AIMessage)), None)
+        result = LLMResult(generations=[[ChatGeneration(message=reply)]] if reply is not None else [[]])
+        usage = usage_from_result(result)
+        estimate = None if usage is not None else output_tokens_of(result)
+        self.supervisor.after_llm_call(run, call_id, usage, output_estimate=estimate)
+        if run.loop_rule is not None and reply is not None:
+            observed = model_observation(result)
+            self.supervisor.observe(run, _with_prompt(observed, _prompt_of(request)))
+
+    # -- tool calls ----------------------------------------------------------------------------------
+
+    def wrap_tool_call(self, request: Any, handler: Callable[[Any], ToolMessage | Command[Any]]) -> Any:
+        key, run = self._run_for(request.state)
+        call = request.tool_call
+        while True:
+            halt = self.supervisor.on_tool_call(run, str(call.get("id") or uuid.uuid4()), call["name"]).halt
+            if halt is None:
+                break
+            stopped = self._stop(key, run, halt)
+            if stopped is not None:
+                return ToolMessage(content=stopped.text, tool_call_id=call.get("id") or "", status="error")
+            key, run = self._run_for(request.state)
+        result = handler(request)
+        self._observe_tool(run, call, result)
+        return result
+
+    async def awrap_tool_call(
+        self, request: Any, handler: Callable[[Any], Awaitable[ToolMessage | Command[Any]]]
+    ) -> Any:
+        key, run = self._run_for(request.state)
+        call = request.tool_call
+        while True:
+            halt = self.supervisor.on_tool_call(run, str(call.get("id") or uuid.uuid4()), call["name"]).halt
+            if halt is None:
+                break
+            stopped = self._stop(key, run, halt)
+            if stopped is not None:
+                return ToolMessage(content=stopped.text, tool_call_id=call.get("id") or "", status="error")
+            key, run = self._run_for(request.state)
+        result = await handler(request)
+        self._observe_tool(run, call, result)
+        return result
+
+    def _observe_tool(self, run: RunState, call: Mapping[str, Any], result: Any) -> None:
+        if run.loop_rule is not None:
+            self.supervisor.observe(run, tool_observation(call["name"], "", call.get("args") or {}, result))
+
+    # -- halts ---------------------------------------------------------------------------------------
+
+    def _stop(self, key: str, run: RunState, halt: GuardianHalt) -> AIMessage | None:
+        """Act on a halt: raise it, end the run with a message, or pause. None: resumed, try again."""
+        if self.exit_behavior == "error":
+            self._close(key, halt)
+            raise halt
+        if self.exit_behavior == "end":
+            return AIMessage(content=f"Stopped by Guardian ({type(halt).__name__}): {halt}")
+        self._close(key, halt)  # this run is over; a resume is a new run
+        interrupt(_interrupt_payload(halt))  # raises GraphInterrupt (pause); returns when resumed
+        return None
+
+
+def _thread_id() -> str | None:
+    try:
+        configurable = get_config().get("configurable") or {}
+    except RuntimeError:  # outside a LangGraph run
+        return None
+    thread = configurable.get("thread_id")
+    return None if thread is None else str(thread)
+
+
+def _prompt_of(request: ModelRequest[Any]) -> list[BaseMessage]:
+    messages: list[BaseMessage] = list(request.messages)
+    return [request.system_message, *messages] if request.system_message is not None else messages
+
+
+def _ls_params(request: ModelRequest[Any]) -> dict[str, Any]:
+    """The model's LangSmith parameters (provider, model name, max_tokens), as its callbacks would report them."""
+    try:
+        params = request.model._get_ls_params(**request.model_settings)
+    except Exception:  # a model class without them: the name alone
+        return {}
+    return dict(params)
+
+
+def _with_prompt(observed: Any, prompt: list[BaseMessage]) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(observed, prompt=prompt, node="model")
+
+
+def _interrupt_payload(halt: GuardianHalt) -> dict[str, Any]:
+    payload: dict[str, Any] = {"guardian": type(halt).__name__, "reason": str(halt), "run_id": halt.run_id}
+    for name in ("budget", "scope", "unit", "limit", "spent", "requested", "signal", "subject", "target", "value"):
+        value = getattr(halt, name, None)
+        if value is not None:
+            payload[name] = value
+    return payload
