@@ -35,6 +35,7 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.channels.untracked_value import UntrackedValue
 from langgraph.config import get_config
+from langgraph.errors import GraphBubbleUp
 from langgraph.types import Command, interrupt
 
 from guardian.errors import GuardianHalt
@@ -149,8 +150,8 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
             key, run = self._run_for(request.state)  # resumed: try again as a new run
         try:
             response = handler(request)
-        except BaseException:
-            self.supervisor.llm_call_failed(run, call_id)
+        except BaseException as exc:
+            self._failed(key, run, call_id, exc)
             raise
         self._settle(run, call_id, request, response)
         return response
@@ -170,11 +171,18 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
             key, run = self._run_for(request.state)
         try:
             response = await handler(request)
-        except BaseException:
-            self.supervisor.llm_call_failed(run, call_id)
+        except BaseException as exc:
+            self._failed(key, run, call_id, exc)
             raise
         self._settle(run, call_id, request, response)
         return response
+
+    def _failed(self, key: str, run: RunState, call_id: str, exc: BaseException) -> None:
+        """A model call that raised (a provider error, or a pause from a middleware inside this one) ends the
+        invocation unless something outside retries it; either way the run is closed here, since after_agent
+        will not run. A retry finds its run gone and opens a new one under the same key."""
+        self.supervisor.llm_call_failed(run, call_id)
+        self._close(key, exc)
 
     def _reserve(self, run: RunState, call_id: str, request: ModelRequest[Any]) -> GuardianHalt | None:
         prompt = _prompt_of(request)
@@ -216,7 +224,11 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
             if stopped is not None:
                 return ToolMessage(content=stopped.text, tool_call_id=call.get("id") or "", status="error")
             key, run = self._run_for(request.state)
-        result = handler(request)
+        try:
+            result = handler(request)
+        except GraphBubbleUp as exc:  # a pause or a jump leaves the invocation: after_agent will not run
+            self._close(key, exc)
+            raise
         self._observe_tool(run, call, result)
         return result
 
@@ -233,7 +245,11 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
             if stopped is not None:
                 return ToolMessage(content=stopped.text, tool_call_id=call.get("id") or "", status="error")
             key, run = self._run_for(request.state)
-        result = await handler(request)
+        try:
+            result = await handler(request)
+        except GraphBubbleUp as exc:  # a pause or a jump leaves the invocation: after_agent will not run
+            self._close(key, exc)
+            raise
         self._observe_tool(run, call, result)
         return result
 

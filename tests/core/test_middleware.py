@@ -149,3 +149,21 @@ def test_an_unknown_exit_behavior_is_refused(make_guardian: GuardianFactory) -> 
     guard = make_guardian({})
     with pytest.raises(ValueError, match="exit_behavior must be one of error, end, interrupt"):
         guard.middleware(exit_behavior="pause")
+
+
+def test_a_provider_error_closes_the_run_and_commits_what_was_served(make_guardian: GuardianFactory) -> None:
+    """The provider fails on the third call: the error reaches the caller, the run is closed (no leak), and the
+    two served calls are committed."""
+    guard = make_guardian(user_calls(10))
+
+    def fail(messages: Any) -> AIMessage:
+        raise ConnectionError("provider down")
+
+    model = ScriptedChatModel(replies=[*pages(2)[:2], fail], max_tokens=50)
+    middleware = guard.middleware(user="erin")
+    with capture_logs() as logs, pytest.raises(ConnectionError):
+        create_agent(model, [lookup], middleware=[middleware]).invoke({"messages": [HumanMessage("go")]})
+    assert middleware.active_runs == 0
+    (finished,) = [e for e in logs if e["event"] == "run_finished"]
+    assert finished["spent_llm_calls"] == 2
+    assert finished["error"] == "ConnectionError"
