@@ -7,8 +7,8 @@ A1-A3 and B4-B7); all run on both stores.
 from __future__ import annotations
 
 import io
-import logging
 import json
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
