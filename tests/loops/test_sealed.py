@@ -11,17 +11,19 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from guardian.integrations.observe import TraceRecorder
 from guardian.loops import LoopDetector, LoopSettings, LoopVerdict, ModelObservation, Observation
-from tests.loops.sealed.scenarios import SCENARIOS, SealedScenario
+from tests.loops.sealed import scenarios as split1
+from tests.loops.sealed2 import scenarios as split2
 
 
 @dataclass(frozen=True)
 class Scored:
-    scenario: SealedScenario
+    scenario: Any
     observations: list[Observation]
     index: int | None
     verdict: LoopVerdict | None
@@ -50,7 +52,7 @@ class Scored:
         return sum(isinstance(o, ModelObservation) for o in self.observations[start : self.index + 1])
 
 
-def score(scenario: SealedScenario) -> Scored:
+def score(scenario: Any) -> Scored:
     recorder = TraceRecorder()
     scenario.run([recorder])
     observations = recorder.observations
@@ -62,14 +64,8 @@ def score(scenario: SealedScenario) -> Scored:
     return Scored(scenario, observations, None, None)
 
 
-@pytest.fixture(scope="module")
-def scored() -> list[Scored]:
-    return [score(s) for s in SCENARIOS]
-
-
-def test_sealed_split_figures(scored: list[Scored]) -> None:
-    """Recall, false positives and delay on the sealed split, printed per archetype. The
-    assertions hold the figures of its one scoring (see the README), not the targets."""
+def report(scored: list[Scored], title: str) -> tuple[list[Scored], list[Scored], list[Scored], list[Scored]]:
+    """Print the per-archetype table and the totals; return (looping, caught, false alarms, early)."""
     looping = [s for s in scored if s.scenario.looping]
     progressing = [s for s in scored if not s.scenario.looping]
     caught = [s for s in looping if s.caught]
@@ -91,14 +87,40 @@ def test_sealed_split_figures(scored: list[Scored]) -> None:
     wasted = [s.wasted_calls for s in caught]
     recall = len(caught) / len(looping)
     print(
-        f"sealed: recall {recall:.3f} ({len(caught)}/{len(looping)}), false positives {len(false_alarms)}/"
+        f"{title}: recall {recall:.3f} ({len(caught)}/{len(looping)}), false positives {len(false_alarms)}/"
         f"{len(progressing)}, early {len(early)}, model calls from loop start to verdict: median "
         f"{statistics.median(wasted) if wasted else '-'}, max {max(wasted) if wasted else '-'}"
     )
-    # Scored blind once at b1154eb: recall 34/44, 0/43 false positives, median 3, max 4. Three
-    # generic rules added after looking at the misses (a node's own words are not news to it,
-    # news is a sentence not read before, a stale turn whose results all came before is no
-    # progress) bring it to 40/44; those were then checked on sealed split #2, scored once.
+    return looping, caught, false_alarms, early
+
+
+def test_sealed_split_1(scored1: list[Scored]) -> None:
+    """Split #1, 87 scenarios. Scored blind once at b1154eb: recall 34/44, 0/43 false positives, median 3,
+    max 4. Three generic rules added after looking at its misses (a node's own words are not news to it,
+    news is a sentence not read before, a stale turn whose results all came before is no progress) bring
+    it to 40/44; those rules were then checked on split #2, scored once. The assertions hold the figures,
+    not the targets."""
+    looping, caught, false_alarms, early = report(scored1, "sealed split #1 (seen)")
     assert false_alarms == [], [s.scenario.name for s in false_alarms]
     assert early == [], [s.scenario.name for s in early]
     assert len(caught) >= 40, [s.scenario.name for s in looping if not s.caught]
+
+
+def test_sealed_split_2(scored2: list[Scored]) -> None:
+    """Split #2, written after the rules above by a second writer who saw neither the detector nor any
+    other corpus; scored once: recall 34/37, 0/44 false positives, median 3, max 5 (the misses: three
+    paraphrased reflections, reworded beyond a few words each round). The assertions hold those figures."""
+    looping, caught, false_alarms, early = report(scored2, "sealed split #2")
+    assert false_alarms == [], [s.scenario.name for s in false_alarms]
+    assert early == [], [s.scenario.name for s in early]
+    assert len(caught) >= 34, [s.scenario.name for s in looping if not s.caught]
+
+
+@pytest.fixture(scope="module")
+def scored1() -> list[Scored]:
+    return [score(s) for s in split1.SCENARIOS]
+
+
+@pytest.fixture(scope="module")
+def scored2() -> list[Scored]:
+    return [score(s) for s in split2.SCENARIOS]
