@@ -201,6 +201,7 @@ class ModelObservation:
     model: str | None = None
     prompt: Sequence[BaseMessage] | None = field(default=None, compare=False, repr=False)
     node: str | None = None
+    message: BaseMessage | None = field(default=None, compare=False, repr=False)  # the reply itself
 
     def __post_init__(self) -> None:
         if not isinstance(self.tool_calls, tuple):
@@ -299,6 +300,10 @@ _FIELDS: dict[type[BaseMessage], tuple[str, ...]] = {}
 def _digest(canonical: Any) -> bytes:
     data = _ENCODER.encode(canonical).encode("utf-8", "surrogatepass")
     return hashlib.blake2b(data, digest_size=_DIGEST_SIZE).digest()
+
+
+def _text_digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=_DIGEST_SIZE).digest()
 
 
 def _expand_message(message: BaseMessage) -> Any:
@@ -413,10 +418,14 @@ class _MessageKeys:
             self._cache.move_to_end(slot)
             return hit[1]
         key = message_key(message, self._mask)
-        self._cache[slot] = (message, key)
+        self.seed(message, key)
+        return key
+
+    def seed(self, message: BaseMessage, key: bytes) -> None:
+        """Remember ``message``'s key, computed elsewhere."""
+        self._cache[id(message)] = (message, key)
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
-        return key
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -476,7 +485,7 @@ def _key(text: str, calls: Sequence[tuple[str, Any]], *, failed: bool = False, m
     if failed:
         masked = _DIGITS.sub("#", masked.lower())
     if not calls:  # most messages: skip the JSON encoder
-        return hashlib.blake2b(masked.encode("utf-8", "surrogatepass"), digest_size=_DIGEST_SIZE).digest()
+        return _text_digest(masked)
     return _digest([masked, [[name, normalize(args)] for name, args in calls]])
 
 
@@ -712,6 +721,8 @@ class LoopDetector:
         else:
             output, repeated = self._cluster_of(obs.text)
         reply = _key(obs.text, obs.tool_calls, mask=self._mask)
+        if obs.message is not None:  # the same object comes back in the next prompt: key it once
+            self._keys.seed(obs.message, reply)
         self._echoes.add(reply)
         self._authors[reply] = obs.node
         self._authors.move_to_end(reply)
@@ -751,9 +762,9 @@ class LoopDetector:
             self._remember(self._seen, key)
             fresh = False
             for sentence in _SENTENCE.split(self._mask(message.text)):
-                norm = normalize_text(sentence)
+                norm = " ".join(sentence.casefold().split())  # exact sentences, recombined: no fuzzier than that
                 if norm:
-                    fresh |= self._remember(self._sentences, _digest(norm))
+                    fresh |= self._remember(self._sentences, _text_digest(norm))
             if fresh or not message.text.strip():
                 news.append(key)
         return news
@@ -815,7 +826,7 @@ class LoopDetector:
         return bool(turn.tools) and all(t in self.settings.allow for t in turn.tools)
 
     def _judge(self, turn: _Turn) -> LoopVerdict | None:
-        turn.sig = _digest([turn.output.hex(), sorted(r.hex() for r in turn.results)])
+        turn.sig = hashlib.blake2b(turn.output + b"".join(sorted(turn.results)), digest_size=_DIGEST_SIZE).digest()
         history = list(self._turns)
         self._turns.append(turn)
         limit = self._limit(turn)

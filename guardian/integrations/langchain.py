@@ -110,7 +110,7 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         self._root_of: dict[UUID, UUID] = {}  # every live LangChain run -> its root run
         self._runs: dict[UUID, RunState] = {}  # root run -> state
         self._members: dict[UUID, set[UUID]] = {}  # root run -> live runs under it, to drop them together
-        self._steps = ObservationTracker()  # tool calls, node updates and replies, for loop detection
+        self._steps = ObservationTracker()  # tool calls and replies (with their prompts), for loop detection
 
     # -- run tree ------------------------------------------------------------------------------------
 
@@ -184,22 +184,16 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        # Node updates are state, not what a model read: loop detection does not need them (see guardian.loops).
         self._enter(run_id, parent_run_id, metadata)
-        self._steps.on_chain_start(run_id, metadata, tags=tags or [], name=kwargs.get("name"))
 
     @_guarded(before_spend=False)
     def on_chain_end(self, outputs: dict[str, Any], *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            self._observe(run_id, self._steps.on_chain_end(run_id, outputs))
-        finally:
-            self._exit(run_id)
+        self._exit(run_id)
 
     @_guarded(before_spend=False)
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            self._steps.on_chain_error(run_id)
-        finally:
-            self._exit(run_id, error)
+        self._exit(run_id, error)
 
     # -- model calls ---------------------------------------------------------------------------------
 

@@ -171,7 +171,11 @@ def model_observation(response: LLMResult, *, model: str | None = None) -> Model
     if reported is None and response.llm_output:
         reported = response.llm_output.get("model_name")
     return ModelObservation(
-        text, calls, tokens=tokens, model=model or (reported if isinstance(reported, str) else None)
+        text,
+        calls,
+        tokens=tokens,
+        model=model or (reported if isinstance(reported, str) else None),
+        message=generation.message if isinstance(generation, ChatGeneration) else None,
     )
 
 
