@@ -110,6 +110,7 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         self._root_of: dict[UUID, UUID] = {}  # every live LangChain run -> its root run
         self._runs: dict[UUID, RunState] = {}  # root run -> state
         self._members: dict[UUID, set[UUID]] = {}  # root run -> live runs under it, to drop them together
+        self._warned_below_top = False  # callback_not_at_root is logged once per handler
         self._steps = ObservationTracker()  # tool calls and replies (with their prompts), for loop detection
 
     # -- run tree ------------------------------------------------------------------------------------
@@ -118,13 +119,27 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         with self._lock:
             root = run_id if parent_run_id is None else self._root_of.get(parent_run_id, parent_run_id)
             state = self._runs.get(root)
+            below_top = False
             if state is None:
                 # A parent we never saw (handler attached below the top) is treated as the root.
+                # Only a run inside a LangGraph node carries langgraph_node: as a root here, it means this handler
+                # was given to a model or an inner runnable, not to the graph.
+                below_top = bool(metadata and "langgraph_node" in metadata) and not self._warned_below_top
+                self._warned_below_top |= below_top
                 state = self._runs[root] = self.supervisor.start_run(str(root), self._identity_for(metadata))
                 self._members[root] = set()
             self._root_of[run_id] = root
             self._members[root].add(run_id)
-            return state
+        if below_top:
+            # Attached to a model (model.with_config(callbacks=...), or a callbacks= of its own invoke) rather than to
+            # the graph, the handler sees each call alone: every call is its own run, so run budgets and loop
+            # detection never add up.
+            _log.warning(
+                "callback_not_at_root",
+                **state.fields,
+                fix="pass the handler in the graph's own config: graph.invoke(inputs, config={'callbacks': [handler]})",
+            )
+        return state
 
     def _state(self, run_id: UUID) -> RunState | None:
         with self._lock:

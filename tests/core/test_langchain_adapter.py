@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypedDict
 
 import pytest
 from genai_prices import Usage, calc_price
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 from structlog.testing import capture_logs
@@ -570,3 +570,48 @@ def test_langgraph_retry_policy_does_not_retry_a_halt(make_guardian: GuardianFac
         graph.compile().invoke({"results": []}, config={"callbacks": [guard.callback()]})
     assert attempts == 1
     assert model.calls == 1
+
+
+def test_a_handler_attached_to_the_model_warns_once_with_the_fix(make_guardian: GuardianFactory) -> None:
+    """model.with_config(callbacks=[handler]) inside a graph: every call is its own run (run caps and loops
+    never add up), so callback_not_at_root is logged once, naming the fix; a handler on the graph never warns."""
+
+    @tool
+    def page(n: int) -> str:
+        """A page."""
+        return f"page {n}"
+
+    guard = make_guardian({"budgets": [{"name": "cap", "scope": "run", "limits": {"llm_calls": 100}}]})
+    handler = guard.callback()
+    replies: list[Any] = [tool_call("page", {"n": i}) for i in range(3)] + ["done"]
+    model = ScriptedChatModel(replies=replies)
+
+    class State(TypedDict):
+        messages: Annotated[list[Any], operator.add]
+
+    def agent(state: State) -> dict[str, Any]:  # the handler reaches the model call only
+        return {"messages": [model.invoke(state["messages"], config={"callbacks": [handler]})]}
+
+    def tools(state: State) -> dict[str, Any]:
+        call = state["messages"][-1].tool_calls[0]
+        return {"messages": [ToolMessage(content=page.invoke(call["args"]), tool_call_id=call["id"])]}
+
+    graph = StateGraph(State)
+    graph.add_node("agent", agent)
+    graph.add_node("tools", tools)
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", lambda s: "tools" if s["messages"][-1].tool_calls else END, ["tools", END])
+    graph.add_edge("tools", "agent")
+    with capture_logs() as logs:
+        graph.compile().invoke({"messages": [HumanMessage("go")]})
+    warnings = [e for e in logs if e["event"] == "callback_not_at_root"]
+    assert len(warnings) == 1
+    assert "config={'callbacks': [handler]}" in warnings[0]["fix"]
+    assert len({e["run_id"] for e in logs if e["event"] == "run_started"}) == 4  # one run per call: the symptom
+
+    replies = [tool_call("page", {"n": i}) for i in range(3)] + ["done"]
+    with capture_logs() as logs:
+        react_graph(ScriptedChatModel(replies=replies), [page]).invoke(
+            {"messages": [HumanMessage("go")]}, config={"callbacks": [guard.callback()]}
+        )
+    assert not [e for e in logs if e["event"] == "callback_not_at_root"]
