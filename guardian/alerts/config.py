@@ -6,6 +6,7 @@ values; an empty string left by an unset variable counts as "not set".
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -14,6 +15,12 @@ __all__ = ["DEFAULT_ALERT_KINDS", "AlertsConfig", "EnabledKind", "SlackConfig"]
 
 EnabledKind = Literal["threshold", "exceeded", "killed", "loop"]
 DEFAULT_ALERT_KINDS: tuple[EnabledKind, ...] = ("threshold", "exceeded", "killed", "loop")
+
+
+# What Slack turns into a notification: special mentions (bare or in Slack's own syntax), user groups and users.
+_PINGS = re.compile(
+    r"@?(?:here|channel|everyone)|<!(?:here|channel|everyone)>|<!subteam\^[A-Z0-9]+(?:\|[^>]*)?>|<@[UW][A-Z0-9]+>"
+)
 
 
 class SlackConfig(BaseModel):
@@ -34,6 +41,18 @@ class SlackConfig(BaseModel):
         if isinstance(value, str) and not value.strip():
             return None
         return value.strip() if isinstance(value, str) else value
+
+    @field_validator("mention")
+    @classmethod
+    def _mention_pings(cls, value: str | None) -> str | None:
+        # Slack pings only what it can resolve: special mentions and ids. "@oncall-ml" typed as text is shown as
+        # text and notifies nobody, which an on-call rotation would find out the night it mattered.
+        if value is None or _PINGS.fullmatch(value):
+            return value
+        raise ValueError(
+            f"Slack does not notify anyone for {value!r}: use @here, @channel, @everyone, a user group's id "
+            "<!subteam^S0123ABCD> (Slack: the group's profile, Copy group ID) or a user's id <@U0123ABCD>"
+        )
 
     @field_validator("webhook_url")
     @classmethod

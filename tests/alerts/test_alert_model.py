@@ -64,7 +64,7 @@ def test_full_yaml_section_loads() -> None:
         """
         slack:
           webhook_url: https://hooks.slack.com/services/T/B/X
-          mention: "@oncall-ml"
+          mention: "<!subteam^S0123ABCD>"
           timeout_s: 3
         on: [exceeded, killed]
         queue_size: 10
@@ -77,6 +77,21 @@ def test_full_yaml_section_loads() -> None:
     assert config.slack.uses_webhook
     assert config.slack.timeout_s == 3
     assert (config.queue_size, config.flush_timeout_s) == (10, 2)
+
+
+@pytest.mark.parametrize(
+    "mention",
+    ["@here", "channel", "<!everyone>", "<!subteam^S0123ABCD>", "<!subteam^S01|@oncall-ml>", "<@U0123>", "<@W9>"],
+)
+def test_a_mention_slack_pings_is_accepted(mention: str) -> None:
+    assert SlackConfig(webhook_url="https://hooks.slack.com/services/T/B/X", mention=mention).mention == mention
+
+
+@pytest.mark.parametrize("mention", ["@oncall-ml", "oncall", "<@alice>", "<!subteam^>", "@here please"])
+def test_a_mention_slack_would_not_ping_is_refused_with_the_fix(mention: str) -> None:
+    """Text names notify nobody: refused, saying what Slack pings and where to find a group's id."""
+    with pytest.raises(ValidationError, match=r"Slack does not notify anyone .* <!subteam\^S0123ABCD>"):
+        SlackConfig(webhook_url="https://hooks.slack.com/services/T/B/X", mention=mention)
 
 
 def test_defaults() -> None:
