@@ -189,6 +189,7 @@ class Supervisor:
         self._shared_bound: dict[Identity, tuple[float, list[_Bound]]] = {}
         self._plans: dict[Identity, _Plan] = {}
         self._warned_models: set[tuple[str | None, str]] = set()  # unknown_model: warn logs once per model
+        self._estimated_models: set[tuple[str | None, str, bool]] = set()  # usage_estimated: the hint once per model
         self.outputs = OutputHistory()
         # Calls between reservation and settlement, for renewing their holds; the renewer starts with the first.
         self._live: dict[str, CallState] = {}
@@ -442,7 +443,24 @@ class Supervisor:
         if call is None:
             return Amounts()
         if usage is None:
-            self.log.info("usage_estimated", **run.fields, call_id=call_id, model=call.model)
+            streamed = call.tokens_seen > 0
+            first = (call.provider, call.model, streamed) not in self._estimated_models
+            if first:
+                self._estimated_models.add((call.provider, call.model, streamed))
+            if streamed and first:
+                # The common cause, and silent otherwise: OpenAI-compatible streams report usage only when asked.
+                self.log.warning(
+                    "usage_estimated",
+                    **run.fields,
+                    call_id=call_id,
+                    model=call.model,
+                    streamed=True,
+                    hint="the provider reported no usage for a streamed call, so Guardian charges an estimate; with "
+                    "ChatOpenAI pass stream_usage=True (behind a proxy or vLLM the server must honour "
+                    "stream_options include_usage). Logged once per model at this level.",
+                )
+            else:
+                self.log.info("usage_estimated", **run.fields, call_id=call_id, model=call.model, streamed=streamed)
             usage = TokenUsage(call.prompt_tokens, max(call.tokens_seen, output_estimate or 0))
         return self._settle(run, call, usage)
 

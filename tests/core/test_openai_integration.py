@@ -162,3 +162,25 @@ def test_output_cap_is_read_from_chat_openai(openai_url: str, clock: FakeClock) 
         model.invoke("two", config={"callbacks": [handler]})  # 60 spent + 100 reserved > 150
     assert (caught.value.spent, caught.value.requested) == (60, 100)
     guard.close()
+
+
+def test_a_stream_without_usage_is_estimated_and_says_why_once(openai_url: str, clock: FakeClock) -> None:
+    """ChatOpenAI streaming without stream_usage=True (as behind many proxies): the server sends no usage, so the
+    call is charged an estimate and usage_estimated says so as a warning with the fix, once per model; later
+    calls log it at info."""
+    from structlog.testing import capture_logs
+
+    guard = guard_for(clock, cost_usd=1)
+    model = ChatOpenAI(model="gpt-4o-mini", api_key=SecretStr("sk-test"), base_url=openai_url, max_retries=0)
+    config: Any = {"callbacks": [guard.callback(agent="oa")]}
+    with capture_logs() as logs:
+        for _ in range(2):
+            assert "".join(str(c.content) for c in model.stream("Hello there", config=config)) == "".join(WORDS)
+    events = [e for e in logs if e["event"] == "usage_estimated"]
+    assert [e["log_level"] for e in events] == ["warning", "info"]
+    assert "stream_usage=True" in events[0]["hint"]
+    assert all(e["streamed"] for e in events)
+    (row,) = guard.status()
+    assert row.spent.llm_calls == 2
+    assert row.spent.output_tokens > 0  # the estimate, from the streamed text
+    guard.close()
