@@ -19,7 +19,7 @@ from guardian.amounts import usd
 from guardian.errors import GuardianError, PolicyError
 from guardian.guard import STORE_URL_ENV, BudgetStatus, Guardian, describe_kill, validate_kill_ttl
 from guardian.keys import DEFAULT_PREFIX, KeyBuilder
-from guardian.policy import Policy, load_policy
+from guardian.policy import Policy, check_policy_without_env, load_policy
 
 app = typer.Typer(
     help="Guardian: budgets, loop detection and alerts for LLM agents.",
@@ -44,9 +44,34 @@ FleetStoreUrl = Annotated[
 Prefix = Annotated[str, typer.Option("--prefix", help="Key prefix of the store.")]
 
 
+def _validate_without_env(paths: list[Path]) -> None:
+    problems, references = check_policy_without_env(paths)
+    for problem in problems:
+        err.print(f"[red]error[/red] {problem}")
+    if problems:
+        err.print(f"{len(problems)} problem(s) found")
+        raise typer.Exit(1)
+    files = sorted({str(p) for p in paths})
+    out.print(f"[green]valid[/green] without the environment: {', '.join(files)}")
+    for ref in references:
+        where = f"{ref.source}:{ref.line}" if ref.line is not None else ref.source
+        out.print(f"  not checked: {where} {ref.field} needs ${{{ref.name}}}")
+
+
 @app.command()
-def validate(paths: Annotated[list[Path], typer.Argument(help="Policy files or directories.")]) -> None:
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Policy files or directories.")],
+    no_env: Annotated[
+        bool,
+        typer.Option(
+            "--no-env", help="Check without the environment (CI without the secrets): ${VAR} is not looked up."
+        ),
+    ] = False,
+) -> None:
     """Check policy files; print every problem with its file, line and field."""
+    if no_env:
+        _validate_without_env(paths)
+        return
     try:
         policy = load_policy(paths)
     except PolicyError as exc:

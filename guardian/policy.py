@@ -6,8 +6,11 @@ the field path, so a user fixes a broken policy in one pass.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import types
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -358,8 +361,47 @@ Path_ = tuple[str | int, ...]
 
 def load_policy(paths: Iterable[str | os.PathLike[str]], env: Mapping[str, str] | None = None) -> Policy:
     """Load one or more files or directories (``*.yaml``/``*.yml`` inside) into one policy."""
-    environ = os.environ if env is None else env
+    parsed, problems, _ = _load(paths, os.environ if env is None else env)
+    if problems:
+        raise PolicyError(problems)
+    return _compile(parsed)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvReference:
+    """A ``${NAME}`` a policy uses, left unresolved by ``check_policy_without_env``."""
+
+    source: str
+    line: int | None
+    field: str
+    name: str
+
+
+def check_policy_without_env(
+    paths: Iterable[str | os.PathLike[str]],
+) -> tuple[list[PolicyProblem], list[EnvReference]]:
+    """Every problem of the files that does not depend on an environment variable, and the variables used.
+
+    For CI without the secrets: ``${NAME}`` without a default is not looked up; a field that holds one (or a
+    record around it, such as the Slack section that needs a webhook or a token) is not judged.
+    """
+    _, problems, unresolved = _load(paths, None)
+    kept = [p for p in problems if not any(_depends_on(p, ref) for ref in unresolved)]
+    return kept, unresolved
+
+
+def _depends_on(problem: PolicyProblem, ref: EnvReference) -> bool:
+    if problem.file != ref.source or not problem.field:
+        return False
+    return ref.field == problem.field or ref.field.startswith((problem.field + ".", problem.field + "["))
+
+
+def _load(
+    paths: Iterable[str | os.PathLike[str]], environ: Mapping[str, str] | None
+) -> tuple[list[tuple[str, dict[Path_, int], PolicyFileModel]], list[PolicyProblem], list[EnvReference]]:
+    """Parse, interpolate (``environ`` None: leave variables unresolved, noting them) and validate."""
     problems: list[PolicyProblem] = []
+    unresolved: list[EnvReference] = []
     parsed: list[tuple[str, dict[Path_, int], PolicyFileModel]] = []
     files = _expand(paths, problems)
     if not files and not problems:
@@ -378,13 +420,11 @@ def load_policy(paths: Iterable[str | os.PathLike[str]], env: Mapping[str, str] 
         if loaded is None:
             continue
         data, lines = loaded
-        data = _interpolate(data, (), source, lines, environ, problems)
+        data = _interpolate(data, (), source, lines, environ, problems, unresolved)
         model = _validate(data, source, lines, problems)
         if model is not None:
             parsed.append((source, lines, model))
-    if problems:
-        raise PolicyError(problems)
-    return _compile(parsed)
+    return parsed, problems, unresolved
 
 
 def _expand(paths: Iterable[str | os.PathLike[str]], problems: list[PolicyProblem]) -> list[Path]:
@@ -585,13 +625,16 @@ def _interpolate(
     path: Path_,
     source: str,
     lines: Mapping[Path_, int],
-    environ: Mapping[str, str],
+    environ: Mapping[str, str] | None,
     problems: list[PolicyProblem],
+    unresolved: list[EnvReference],
 ) -> Any:
     if isinstance(value, dict):
-        return {k: _interpolate(v, (*path, str(k)), source, lines, environ, problems) for k, v in value.items()}
+        return {
+            k: _interpolate(v, (*path, str(k)), source, lines, environ, problems, unresolved) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_interpolate(v, (*path, i), source, lines, environ, problems) for i, v in enumerate(value)]
+        return [_interpolate(v, (*path, i), source, lines, environ, problems, unresolved) for i, v in enumerate(value)]
     if not isinstance(value, str) or "$" not in value:
         return value
 
@@ -599,6 +642,11 @@ def _interpolate(
         if m.group(0) == "$$":
             return "$"
         name, default = m.group(1), m.group(2)
+        if environ is None:
+            if default is None:
+                unresolved.append(EnvReference(source, _line_of(lines, path), _dotted(path), name))
+                return ""
+            return default
         if name in environ:
             return environ[name]
         if default is not None:
@@ -627,11 +675,66 @@ def _validate(
             loc: Path_ = tuple(p for p in error["loc"] if isinstance(p, str | int))
             message = _DECIMAL.sub(r"\1", error["msg"].removeprefix("Value error, "))
             if error["type"] == "extra_forbidden":
-                message = "unknown field"
+                message = "unknown field" + _did_you_mean(loc)
             elif error["type"] == "missing":
                 message = "required field is missing"
             problems.append(PolicyProblem(source, _line_of(lines, loc), _dotted(loc), message))
         return None
+
+
+def _did_you_mean(loc: Path_) -> str:
+    """' (did you mean 'limits'?)' for a misspelt key, else the keys allowed there."""
+    if not loc or not isinstance(loc[-1], str):
+        return ""
+    allowed = _fields_at(PolicyFileModel, loc[:-1])
+    if not allowed:
+        return ""
+    close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (allowed here: {', '.join(allowed)})"
+
+
+def _fields_at(model: type[BaseModel], path: Path_) -> list[str]:
+    """The keys a policy file may hold at ``path``, read off the pydantic models."""
+    annotation: Any = model
+    for part in path:
+        annotation = _unwrap(annotation)
+        if isinstance(part, int):
+            args = typing.get_args(annotation)
+            if not args:
+                return []
+            annotation = args[0]
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part) or next(
+                (f for f in annotation.model_fields.values() if f.alias == part), None
+            )
+            if field is None:
+                return []
+            annotation = field.annotation
+        elif typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]
+        else:
+            return []
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [f.alias or name for name, f in annotation.model_fields.items()]
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` and ``Annotated[X, ...]`` as ``X``."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(options) != 1:
+                return annotation
+            annotation = options[0]
+        else:
+            return annotation
 
 
 def _check_unique_names(

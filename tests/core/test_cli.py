@@ -37,6 +37,22 @@ def test_validate_lists_every_problem_and_fails(tmp_path: Path) -> None:
     assert f"{bad}:4: budgets[0].scope:" in result.output
 
 
+def test_validate_without_the_environment_for_ci(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate --no-env: a policy whose Slack webhook comes from an unset variable is valid, and says which
+    field was not checked; a real mistake still fails; without --no-env the unset variable is an error."""
+    monkeypatch.delenv("SLACK_WEBHOOK", raising=False)
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nalerts:\n  slack:\n    webhook_url: ${SLACK_WEBHOOK}\n")
+    ok = runner.invoke(app, ["validate", "--no-env", str(policy)])
+    assert ok.exit_code == 0, ok.output
+    assert f"not checked: {policy}:4 alerts.slack.webhook_url needs ${{SLACK_WEBHOOK}}" in ok.output
+    assert runner.invoke(app, ["validate", str(policy)]).exit_code == 1
+    policy.write_text("version: 1\nalerts:\n  slak: {}\n")
+    bad = runner.invoke(app, ["validate", "--no-env", str(policy)])
+    assert bad.exit_code == 1
+    assert "alerts.slak: unknown field (did you mean 'slack'?)" in bad.output
+
+
 @pytest.mark.redis
 def test_status_and_kill_work_against_the_fleet_store(redis_url: str, key_prefix: str) -> None:
     """status reads live spend from Redis; kill sets a flag an agent in another process would see."""

@@ -256,3 +256,48 @@ def test_a_directory_that_cannot_be_listed_is_reported(tmp_path: Path, monkeypat
     monkeypatch.setattr(Path, "iterdir", refuse)
     (problem,) = problems_of(tmp_path)
     assert (problem.file, problem.message) == (str(tmp_path), "cannot list: Permission denied")
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "hint"),
+    [
+        (
+            "budgets:\n  - name: d\n    scope: run\n    limts: {llm_calls: 1}\n",
+            "budgets[0].limts",
+            "did you mean 'limits'?",
+        ),
+        ("loops:\n  - name: l\n    max_repeat: 4\n", "loops[0].max_repeat", "did you mean 'max_repeats'?"),
+        ("alerts:\n  slack:\n    webhok_url: https://x\n", "alerts.slack.webhok_url", "did you mean 'webhook_url'?"),
+        ("setings: {}\n", "setings", "did you mean 'settings'?"),
+        (
+            "budgets:\n  - name: d\n    scope: run\n    limits: {llm_calls: 1}\n    zzz: 1\n",
+            "budgets[0].zzz",
+            "allowed here: name",
+        ),
+    ],
+)
+def test_an_unknown_key_suggests_the_one_meant(tmp_path: Path, text: str, field: str, hint: str) -> None:
+    """A misspelt key says which key was probably meant; a key like no other lists the keys allowed there."""
+    path = write(tmp_path, "typo.yaml", "version: 1\n" + text)
+    problems = [p for p in problems_of(path) if p.field == field]
+    assert len(problems) == 1
+    assert problems[0].message.startswith("unknown field")
+    assert hint in problems[0].message
+
+
+def test_checking_without_the_environment_skips_only_what_needs_it(tmp_path: Path) -> None:
+    """check_policy_without_env: a field holding an unset ${VAR} (and the record that needs it) is not judged
+    and is listed; every other problem is still found."""
+    from guardian.policy import check_policy_without_env
+
+    text = (
+        "version: 1\nbudgets:\n  - name: d\n    scope: run\n    limits: {llm_calls: '${CAP}'}\n"
+        "alerts:\n  slack:\n    webhook_url: ${SLACK_WEBHOOK}\n    mention: '@oncall'\n"
+    )
+    path = write(tmp_path, "env.yaml", text)
+    problems, refs = check_policy_without_env([path])
+    assert [(r.field, r.name) for r in refs] == [
+        ("budgets[0].limits.llm_calls", "CAP"),
+        ("alerts.slack.webhook_url", "SLACK_WEBHOOK"),
+    ]
+    assert [(p.field, p.line) for p in problems] == [("alerts.slack.mention", 9)]
