@@ -43,9 +43,11 @@ class Identity:
             frozenset(tags),
         )
 
-    def scope_key(self, scope: str, run_id: str) -> str:
+    def scope_key(self, scope: str, run_id: str, thread: str | None = None) -> str:
         if scope == "run":
             return run_id
+        if scope == "thread":  # a run outside any thread is a conversation of its own
+            return run_id if thread is None else thread
         if scope == "global":
             return "*"
         value: str = getattr(self, scope)

@@ -49,7 +49,7 @@ __all__ = [
     "load_policy",
 ]
 
-Scope = Literal["run", "agent", "user", "tenant", "global"]
+Scope = Literal["run", "thread", "agent", "user", "tenant", "global"]
 Action = Literal["kill", "alert"]
 
 # -- bounds on numbers ------------------------------------------------------------------------------------
@@ -108,6 +108,13 @@ class Settings(_Strict):
         le=MAX_RUN_TTL_S,
         allow_inf_nan=False,
         description="how long a run's counters are kept",
+    )
+    thread_ttl_s: Annotated[float, _NotBool] = Field(
+        30 * 86_400.0,
+        ge=MIN_TTL_S,
+        le=MAX_RUN_TTL_S,
+        allow_inf_nan=False,
+        description="how long a thread's lifetime counters are kept after its last call",
     )
     stream_block_tokens: Annotated[int, _NotBool] = Field(
         256, gt=0, le=MAX_TOKENS_SETTING, description="tokens a stream's hold grows by at a time"
@@ -180,11 +187,18 @@ class BudgetModel(_Strict):
 
     @model_validator(mode="after")
     def _window_fits_scope(self) -> BudgetModel:
+        if self.window == "run" and self.scope == "thread":
+            raise ValueError(
+                "scope thread needs window lifetime (the whole conversation) or a calendar window "
+                "(hour, day, week or month)"
+            )
         if self.window == "run" and self.scope != "run":
             raise ValueError(
                 f"scope {self.scope} needs a calendar window (hour, day, week or month); "
                 "window 'run' is for scope run only"
             )
+        if self.window == "lifetime" and self.scope != "thread":
+            raise ValueError("window 'lifetime' is for scope thread only (a conversation's whole life)")
         return self
 
 

@@ -137,6 +137,7 @@ class _Plan:
     loop_rule: LoopRule | None
     kill_checks: list[KillCheck]  # agent, user, tenant
     run_keys: list[tuple[Budget, str, str]]  # run-scope budgets: key = prefix + escape(run id) + suffix
+    thread_budgets: list[Budget] = field(default_factory=list)  # bound per run: each run names its thread
 
 
 @dataclass
@@ -159,6 +160,7 @@ class RunState:
     call_costs: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=256))  # (tokens, micro-USD)
     fields: dict[str, Any] = field(default_factory=dict)
     budget_names: tuple[str, ...] = ()
+    thread: str | None = None  # the LangGraph conversation (config thread_id) this run belongs to
 
 
 class Supervisor:
@@ -198,8 +200,12 @@ class Supervisor:
 
     # -- runs ----------------------------------------------------------------------------------------
 
-    def start_run(self, run_id: str, identity: Identity) -> RunState:
+    def start_run(self, run_id: str, identity: Identity, *, thread: str | None = None) -> RunState:
+        """A run begins; ``thread`` is its conversation (LangGraph's ``thread_id``), for thread budgets."""
         plan = self._plan_of(identity)
+        fields = {"run_id": run_id, **plan.fields}
+        if thread is not None:
+            fields["thread_id"] = thread
         run = RunState(
             run_id=run_id,
             identity=identity,
@@ -207,8 +213,9 @@ class Supervisor:
             kill_checks=[KillCheck(self.keys.kill("run", run_id), "run", run_id), *plan.kill_checks],
             started_at=self.clock(),
             loop_rule=plan.loop_rule,
-            fields={"run_id": run_id, **plan.fields},
+            fields=fields,
             budget_names=plan.budget_names,
+            thread=thread,
         )
         self.log.info("run_started", **run.fields, budgets=run.budget_names)
         return run
@@ -241,6 +248,7 @@ class Supervisor:
             loop_rule=self.policy.loop_rule_for(identity),
             kill_checks=[KillCheck(self.keys.kill(t, v, tenant), t, v, tenant) for t, v, tenant in flags],
             run_keys=run_keys,
+            thread_budgets=[b for b in budgets if b.scope == "thread"],
         )
         if len(self._plans) > 10_000:
             self._plans.clear()
@@ -885,6 +893,10 @@ class Supervisor:
             _Bound(b, Target(prefix + run_key + suffix, b.limits, expires, b.enforced), run.run_id, "run", None)
             for b, prefix, suffix in self._plan_of(run.identity).run_keys
         ]
+        bound += [
+            self._bound(run.identity, run.run_id, b, now, thread=run.thread)
+            for b in self._plan_of(run.identity).thread_budgets
+        ]
         bound += shared
         with run.lock:
             run.bound, run.bound_until = bound, min(until, now + TARGETS_REFRESH_S)
@@ -898,19 +910,26 @@ class Supervisor:
         if cached is not None and now < cached[0]:
             return cached
         budgets = self._plan_of(identity).budgets
-        bound = [self._bound(identity, "", b, now) for b in budgets if b.scope != "run"]
+        bound = [self._bound(identity, "", b, now) for b in budgets if b.scope not in ("run", "thread")]
         until = min([now + TARGETS_REFRESH_S, *(b.window_end for b in bound if b.window_end is not None)])
         if len(self._shared_bound) > 10_000:
             self._shared_bound.clear()
         self._shared_bound[identity] = (until, bound)
         return until, bound
 
-    def _bound(self, identity: Identity, run_id: str, budget: Budget, now: float) -> _Bound:
+    def _bound(
+        self, identity: Identity, run_id: str, budget: Budget, now: float, *, thread: str | None = None
+    ) -> _Bound:
         span = window_span(budget.window, budget.timezone, now)
-        scope_key = identity.scope_key(budget.scope, run_id)
+        scope_key = identity.scope_key(budget.scope, run_id, thread)
         tenant = None if budget.scope == "global" else identity.tenant
         key = self.keys.bucket(BucketKey(tenant, budget.name, budget.scope, scope_key, span.id))
-        expires = now + self._settings.run_ttl_s if span.end is None else span.end + WINDOW_GRACE_S
+        if span.end is not None:
+            expires = span.end + WINDOW_GRACE_S
+        elif budget.scope == "thread":  # a lifetime: kept while the conversation is used (rebound hourly)
+            expires = now + self._settings.thread_ttl_s
+        else:
+            expires = now + self._settings.run_ttl_s
         target = Target(key, budget.limits, expires, budget.enforced)
         return _Bound(budget, target, scope_key, span.id, span.end)
 

@@ -16,12 +16,12 @@ from zoneinfo import ZoneInfo
 
 __all__ = ["WindowKind", "WindowSpan", "window_span"]
 
-WindowKind = Literal["run", "hour", "day", "week", "month"]
+WindowKind = Literal["run", "lifetime", "hour", "day", "week", "month"]
 
 
 @dataclass(frozen=True, slots=True)
 class WindowSpan:
-    """``end`` is None for the run window, which lasts as long as the run."""
+    """``end`` is None for the run and lifetime windows, which last as long as their run or thread."""
 
     id: str
     start: float | None
@@ -31,6 +31,8 @@ class WindowSpan:
 def window_span(kind: WindowKind, tz: ZoneInfo, now: float) -> WindowSpan:
     if kind == "run":
         return WindowSpan("run", None, None)
+    if kind == "lifetime":  # a conversation's whole life: it ends when the thread goes unused (thread_ttl_s)
+        return WindowSpan("life", None, None)
     if kind == "hour":
         return _hour_span(tz, now)
     local = datetime.fromtimestamp(now, tz)

@@ -126,7 +126,10 @@ class GuardianCallbackHandler(BaseCallbackHandler):
                 # was given to a model or an inner runnable, not to the graph.
                 below_top = bool(metadata and "langgraph_node" in metadata) and not self._warned_below_top
                 self._warned_below_top |= below_top
-                state = self._runs[root] = self.supervisor.start_run(str(root), self._identity_for(metadata))
+                thread = (metadata or {}).get("thread_id")  # LangGraph copies config's thread_id here
+                state = self._runs[root] = self.supervisor.start_run(
+                    str(root), self._identity_for(metadata), thread=None if thread is None else str(thread)
+                )
                 self._members[root] = set()
             self._root_of[run_id] = root
             self._members[root].add(run_id)

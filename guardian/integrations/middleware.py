@@ -101,7 +101,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
         return self.after_agent(state, runtime)
 
     def _open(self, key: str, run_id: str) -> RunState:
-        run = self.supervisor.start_run(run_id, self.identity)
+        run = self.supervisor.start_run(run_id, self.identity, thread=_thread_id())
         with self._lock:
             self._runs[key] = run
             while len(self._runs) > _MAX_OPEN_RUNS:
