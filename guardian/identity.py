@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from guardian.errors import IdentityError
 
-__all__ = ["DEFAULT_NAME", "Identity"]
+__all__ = ["DEFAULT_NAME", "Identity", "IdentityMapping", "IdentitySource"]
 
 DEFAULT_NAME = "default"
 
@@ -55,3 +56,60 @@ class Identity:
 
     def log_fields(self) -> dict[str, object]:
         return {"agent": self.agent, "user": self.user, "tenant": self.tenant, "tags": sorted(self.tags)}
+
+
+IdentityField = Literal["agent", "user", "tenant"]
+IDENTITY_FIELDS: tuple[IdentityField, ...] = ("agent", "user", "tenant")
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySource:
+    """Where a run's agent, user or tenant is read: ``context.<name>`` (LangChain v1's runtime context,
+    ``invoke(..., context=...)``, seen by the middleware only) or ``metadata.<name>`` (the invoke's config
+    metadata, seen by the callback and the middleware)."""
+
+    kind: Literal["context", "metadata"]
+    name: str
+
+    def read(self, metadata: Mapping[str, Any] | None, context: Any) -> str | None:
+        if self.kind == "metadata":
+            value = (metadata or {}).get(self.name)
+        elif isinstance(context, Mapping):
+            value = context.get(self.name)
+        else:
+            value = getattr(context, self.name, None)
+        if value is None:
+            return None
+        text = str(value).strip()
+        return text or None
+
+    def __str__(self) -> str:
+        return f"{self.kind}.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityMapping:
+    """The policy's ``identity:`` section: where each name comes from, and which a run must have."""
+
+    sources: Mapping[IdentityField, IdentitySource]
+    required: frozenset[IdentityField] = frozenset()
+
+    def resolve(self, base: Identity, metadata: Mapping[str, Any] | None, context: Any = None) -> Identity:
+        """``base`` (the handler's names, or per-run ``guardian_*`` metadata, which win) with the mapped names
+        filled in where ``base`` has the default. A required name found nowhere raises ``IdentityError``: such a
+        run is refused, not charged to ``default``."""
+        names = {f: getattr(base, f) for f in IDENTITY_FIELDS}
+        for field, source in self.sources.items():
+            if names[field] == DEFAULT_NAME:
+                value = source.read(metadata, context)
+                if value is not None:
+                    names[field] = value
+        missing = [f for f in sorted(self.required) if names[f] == DEFAULT_NAME]
+        if missing:
+            where = ", ".join(f"{f} (from {self.sources[f]})" if f in self.sources else f for f in missing)
+            raise IdentityError(
+                f"the policy requires {where} and this run has none: pass it in the invoke's context or config "
+                "metadata, or name it on the handler (guard.callback / guard.middleware); the run was refused, "
+                "not charged to 'default'"
+            )
+        return Identity(names["agent"], names["user"], names["tenant"], base.tags)

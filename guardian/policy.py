@@ -34,7 +34,7 @@ from pydantic import (
 from guardian.alerts.config import AlertsConfig
 from guardian.amounts import METRICS, MICRO_USD, micro_usd
 from guardian.errors import PolicyError, PolicyProblem
-from guardian.identity import Identity
+from guardian.identity import IDENTITY_FIELDS, Identity, IdentityField, IdentityMapping, IdentitySource
 from guardian.loops import LoopSettings, Signal
 from guardian.store.base import NO_LIMIT
 from guardian.windows import WindowKind
@@ -257,6 +257,35 @@ class LoopRuleModel(_Strict):
         )
 
 
+_SOURCE = re.compile(r"(context|metadata)\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class IdentityModel(_Strict):
+    """Where runs' names come from: ``context.<name>`` or ``metadata.<name>``; ``required`` names refuse a run
+    that has none."""
+
+    agent: str | None = None
+    user: str | None = None
+    tenant: str | None = None
+    required: list[Literal["agent", "user", "tenant"]] = Field(default_factory=list)
+
+    @field_validator("agent", "user", "tenant")
+    @classmethod
+    def _is_source(cls, value: str | None) -> str | None:
+        if value is not None and not _SOURCE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a source: write context.<name> or metadata.<name>")
+        return value
+
+    def compile(self) -> IdentityMapping:
+        sources: dict[IdentityField, IdentitySource] = {}
+        for name in IDENTITY_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                kind, key = value.split(".", 1)
+                sources[name] = IdentitySource(kind, key)
+        return IdentityMapping(MappingProxyType(sources), frozenset(self.required))
+
+
 class PolicyFileModel(_Strict):
     version: Literal[1]
     settings: Settings = Field(default_factory=Settings)
@@ -264,6 +293,7 @@ class PolicyFileModel(_Strict):
     budgets: list[BudgetModel] = Field(default_factory=list)
     loops: list[LoopRuleModel] | None = None
     alerts: AlertsConfig | None = None
+    identity: IdentityModel | None = None
 
 
 # -- compiled objects ------------------------------------------------------------------------------------
@@ -339,6 +369,7 @@ class Policy:
     loops: tuple[LoopRule, ...] = (DEFAULT_LOOP_RULE,)
     alerts: AlertsConfig | None = None
     sources: tuple[str, ...] = ()
+    identity: IdentityMapping | None = None
 
     def budgets_for(self, identity: Identity) -> list[Budget]:
         return [b for b in self.budgets if b.match.matches(identity)]
@@ -785,6 +816,8 @@ def _compile(parsed: Sequence[tuple[str, Mapping[Path_, int], PolicyFileModel]])
     loops: list[LoopRule] | None = None
     alerts: AlertsConfig | None = None
     alerts_origin = ""
+    identity: IdentityMapping | None = None
+    identity_origin = ""
     settings_origin: dict[str, str] = {}
     for source, lines, model in parsed:
         for name in model.settings.model_fields_set:
@@ -830,6 +863,14 @@ def _compile(parsed: Sequence[tuple[str, Mapping[Path_, int], PolicyFileModel]])
                     )
                 )
             alerts, alerts_origin = model.alerts, source
+        if model.identity is not None:
+            if identity is not None:
+                problems.append(
+                    PolicyProblem(
+                        source, _line_of(lines, ("identity",)), "identity", f"identity already set in {identity_origin}"
+                    )
+                )
+            identity, identity_origin = model.identity.compile(), source
     if problems:
         raise PolicyError(problems)
     return Policy(
@@ -839,6 +880,7 @@ def _compile(parsed: Sequence[tuple[str, Mapping[Path_, int], PolicyFileModel]])
         loops=(DEFAULT_LOOP_RULE,) if loops is None else tuple(loops),
         alerts=alerts,
         sources=tuple(source for source, _, _ in parsed),
+        identity=identity,
     )
 
 

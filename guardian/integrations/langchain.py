@@ -167,6 +167,13 @@ class GuardianCallbackHandler(BaseCallbackHandler):
             self.supervisor.end_run(state, error=error)
 
     def _identity_for(self, metadata: dict[str, Any] | None) -> Identity:
+        """The handler's names, overridden per run by ``guardian_*`` metadata, completed by the policy's
+        ``identity:`` mapping (which may refuse a run that lacks a required name)."""
+        named = self._named_identity(metadata)
+        mapping = self.supervisor.policy.identity
+        return named if mapping is None else mapping.resolve(named, metadata)
+
+    def _named_identity(self, metadata: dict[str, Any] | None) -> Identity:
         if not metadata or not any(k in metadata for k in (*_IDENTITY_KEYS, "guardian_tags")):
             return self.identity
         names = {}

@@ -87,7 +87,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
 
     def before_agent(self, state: GuardianState, runtime: Any) -> dict[str, Any] | None:
         run_id = str(uuid.uuid4())
-        self._open(run_id, run_id)
+        self._open(run_id, run_id, getattr(runtime, "context", None))
         return {"guardian_run": run_id}
 
     async def abefore_agent(self, state: GuardianState, runtime: Any) -> dict[str, Any] | None:
@@ -100,8 +100,15 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
     async def aafter_agent(self, state: GuardianState, runtime: Any) -> dict[str, Any] | None:
         return self.after_agent(state, runtime)
 
-    def _open(self, key: str, run_id: str) -> RunState:
-        run = self.supervisor.start_run(run_id, self.identity, thread=_thread_id())
+    def _open(self, key: str, run_id: str, context: Any = None) -> RunState:
+        config = _config()
+        identity = self.identity
+        mapping = self.supervisor.policy.identity
+        if mapping is not None:  # may refuse the run (IdentityError) before anything is spent
+            identity = mapping.resolve(identity, config.get("metadata"), context)
+        configurable = config.get("configurable") or {}
+        thread = configurable.get("thread_id")
+        run = self.supervisor.start_run(run_id, identity, thread=None if thread is None else str(thread))
         with self._lock:
             self._runs[key] = run
             while len(self._runs) > _MAX_OPEN_RUNS:
@@ -123,7 +130,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
         thread = _thread_id()
         return None if thread is None else f"thread:{thread}"
 
-    def _run_for(self, state: Mapping[str, Any]) -> tuple[str, RunState]:
+    def _run_for(self, state: Mapping[str, Any], context: Any = None) -> tuple[str, RunState]:
         """This invocation's run; a resumed invocation (no ``before_agent``) gets one keyed by its thread."""
         key = self._key_of(state)
         with self._lock:
@@ -131,14 +138,14 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
         if run is not None and key is not None:
             return key, run
         key = key or f"orphan:{uuid.uuid4()}"
-        return key, self._open(key, str(uuid.uuid4()))
+        return key, self._open(key, str(uuid.uuid4()), context)
 
     # -- model calls ---------------------------------------------------------------------------------
 
     def wrap_model_call(
         self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]
     ) -> ModelResponse[Any] | AIMessage:
-        key, run = self._run_for(request.state)
+        key, run = self._run_for(request.state, _context_of(request))
         while True:
             call_id = str(uuid.uuid4())
             halt = self._reserve(run, call_id, request)
@@ -147,7 +154,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
             stopped = self._stop(key, run, halt)
             if stopped is not None:
                 return stopped
-            key, run = self._run_for(request.state)  # resumed: try again as a new run
+            key, run = self._run_for(request.state, _context_of(request))  # resumed: try again as a new run
         try:
             response = handler(request)
         except BaseException as exc:
@@ -159,7 +166,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
     async def awrap_model_call(
         self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]]
     ) -> ModelResponse[Any] | AIMessage:
-        key, run = self._run_for(request.state)
+        key, run = self._run_for(request.state, _context_of(request))
         while True:
             call_id = str(uuid.uuid4())
             halt = self._reserve(run, call_id, request)
@@ -168,7 +175,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
             stopped = self._stop(key, run, halt)
             if stopped is not None:
                 return stopped
-            key, run = self._run_for(request.state)
+            key, run = self._run_for(request.state, _context_of(request))
         try:
             response = await handler(request)
         except BaseException as exc:
@@ -214,7 +221,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
     # -- tool calls ----------------------------------------------------------------------------------
 
     def wrap_tool_call(self, request: Any, handler: Callable[[Any], ToolMessage | Command[Any]]) -> Any:
-        key, run = self._run_for(request.state)
+        key, run = self._run_for(request.state, _context_of(request))
         call = request.tool_call
         while True:
             halt = self.supervisor.on_tool_call(run, str(call.get("id") or uuid.uuid4()), call["name"]).halt
@@ -223,7 +230,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
             stopped = self._stop(key, run, halt)
             if stopped is not None:
                 return ToolMessage(content=stopped.text, tool_call_id=call.get("id") or "", status="error")
-            key, run = self._run_for(request.state)
+            key, run = self._run_for(request.state, _context_of(request))
         try:
             result = handler(request)
         except GraphBubbleUp as exc:  # a pause or a jump leaves the invocation: after_agent will not run
@@ -235,7 +242,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
     async def awrap_tool_call(
         self, request: Any, handler: Callable[[Any], Awaitable[ToolMessage | Command[Any]]]
     ) -> Any:
-        key, run = self._run_for(request.state)
+        key, run = self._run_for(request.state, _context_of(request))
         call = request.tool_call
         while True:
             halt = self.supervisor.on_tool_call(run, str(call.get("id") or uuid.uuid4()), call["name"]).halt
@@ -244,7 +251,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
             stopped = self._stop(key, run, halt)
             if stopped is not None:
                 return ToolMessage(content=stopped.text, tool_call_id=call.get("id") or "", status="error")
-            key, run = self._run_for(request.state)
+            key, run = self._run_for(request.state, _context_of(request))
         try:
             result = await handler(request)
         except GraphBubbleUp as exc:  # a pause or a jump leaves the invocation: after_agent will not run
@@ -271,13 +278,21 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
         return None
 
 
-def _thread_id() -> str | None:
+def _config() -> dict[str, Any]:
     try:
-        configurable = get_config().get("configurable") or {}
+        return dict(get_config())
     except RuntimeError:  # outside a LangGraph run
-        return None
-    thread = configurable.get("thread_id")
+        return {}
+
+
+def _thread_id() -> str | None:
+    thread = (_config().get("configurable") or {}).get("thread_id")
     return None if thread is None else str(thread)
+
+
+def _context_of(request: Any) -> Any:
+    runtime = getattr(request, "runtime", None)
+    return getattr(runtime, "context", None)
 
 
 def _prompt_of(request: ModelRequest[Any]) -> list[BaseMessage]:
