@@ -19,6 +19,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import LLMResult
 from langchain_core.tools import tool
+from langgraph.errors import GraphRecursionError
 from rich.console import Console
 
 from guardian.alerts import Alert
@@ -134,6 +135,13 @@ def _act(guard: Guardian, console: Console, model: ScriptedChatModel, agent: str
         console.print(f"  {halt}")
         console.print(f"  the provider was called {model.calls} times; the refused call was never sent\n")
         return True
+    except GraphRecursionError:
+        # --steps smaller than what Guardian needs to see: LangGraph's own step cap ended the run first.
+        console.print(
+            f"[yellow]the agent reached --steps ({max_steps}) before Guardian stopped it[/yellow]: LangGraph's step "
+            f"cap ended the run after {model.calls} provider calls; give it more steps to see Guardian act\n"
+        )
+        return False
     console.print("[red]the agent finished without being stopped[/red]")
     return False
 

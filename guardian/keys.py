@@ -67,7 +67,9 @@ class KeyBuilder:
                 f"the key prefix {prefix!r} may not contain the glob characters * ? [ ] or \\: "
                 "`guardian status` scans the prefix, so they would match other prefixes' keys too"
             )
-        self.prefix = prefix
+        # "eco" means the keys of "eco:": without the separator they would read "eco{g}:..." (a prefix is a
+        # namespace, and `guardian status --prefix eco` must find what an application keyed with "eco" wrote).
+        self.prefix = prefix if not prefix or prefix.endswith(":") else prefix + ":"
 
     def _tag(self, tenant: str | None) -> str:
         return _GLOBAL_TAG if tenant is None else f"t.{escape(tenant)}"

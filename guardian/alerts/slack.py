@@ -165,7 +165,10 @@ def _title(alert: Alert) -> tuple[str, str, str | None]:
     if alert.kind == "exceeded":
         return ":rotating_light:", "Budget exceeded", alert.budget
     if alert.kind == "killed":
-        return ":octagonal_sign:", "Run killed", alert.run_id
+        # A kill names what it stops: a run, or every run of an agent, a user or a tenant.
+        target = alert.scope if alert.scope in _KILL_TARGETS else "run"
+        subject = alert.run_id if target == "run" else alert.scope_key
+        return ":octagonal_sign:", f"{target.capitalize()} killed", subject
     if alert.kind == "loop":
         return ":repeat:", "Loop detected", alert.run_id or alert.agent
     return ":white_check_mark:", "Guardian test alert", None
@@ -186,6 +189,12 @@ def _summary(alert: Alert) -> str:
     if alert.kind == "exceeded":
         return f"{budget} has reached its limit."
     if alert.kind == "killed":
+        if alert.scope in ("agent", "user", "tenant") and alert.scope_key is not None:
+            target = f"{alert.scope} {format_name(alert.scope_key)}"
+            if alert.run_id is not None:
+                return f"{run} was halted: {target} is killed."
+            where = f" in tenant {format_name(alert.tenant)}" if alert.tenant and alert.scope != "tenant" else ""
+            return f"Every run of {target}{where} is halted at its next call."
         return f"{run} was halted."
     if alert.kind == "loop":
         return f"{run} is repeating itself without making progress."

@@ -110,8 +110,19 @@ def test_exceeded_payload_with_mention_and_halt_message(make_alert: Callable[...
     ]
 
 
+def test_an_operator_kill_is_headed_by_what_it_kills(make_alert: Callable[..., Alert]) -> None:
+    """`guardian kill --user alice --tenant acme`: headed "User killed", saying every run of it stops."""
+    alert = make_alert(
+        kind="killed", budget=None, run_id=None, scope="user", scope_key="alice", window=None, spent={}, limit={}
+    )
+    blocks = format_blocks(alert)
+    assert blocks[0] == _header(":octagonal_sign: User killed: alice")
+    assert blocks[1] == _section("Every run of user `alice` in tenant `acme` is halted at its next call.")
+
+
 def test_killed_payload(make_alert: Callable[..., Alert]) -> None:
-    """A killed alert names the run, shows the kill target as its scope, and offers the undo command."""
+    """A run halted by an agent kill: headed by what was killed, names the run, shows the kill target as its
+    scope, and offers the undo command."""
     alert = make_alert(
         kind="killed",
         budget=None,
@@ -123,8 +134,8 @@ def test_killed_payload(make_alert: Callable[..., Alert]) -> None:
         reason="run halted: agent 'support-bot' was killed by an operator",
     )
     assert format_blocks(alert) == [
-        _header(":octagonal_sign: Run killed: run-7f3a"),
-        _section("Run `run-7f3a` was halted."),
+        _header(":octagonal_sign: Agent killed: support-bot"),
+        _section("Run `run-7f3a` was halted: agent `support-bot` is killed."),
         {
             "type": "section",
             "fields": [

@@ -98,6 +98,15 @@ def test_demo_stops_the_runaway_agent_and_alerts() -> None:
     assert "the refused call was never sent" in result.output
 
 
+def test_demo_with_too_few_steps_says_so_without_a_traceback() -> None:
+    """--steps below what Guardian needs: each act ends at LangGraph's step cap with a sentence, exit 1."""
+    result = runner.invoke(app, ["demo", "--steps", "3"])
+    assert result.exit_code == 1
+    assert "reached --steps (3) before Guardian stopped it" in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 class _SlackCapture(BaseHTTPRequestHandler):
     """Stands in for a Slack incoming webhook on 127.0.0.1 and keeps every payload."""
 

@@ -153,3 +153,10 @@ def test_chatham_hours_start_at_quarter_past_utc() -> None:
         ts(2026, 4, 4, 14, 15),
     )
     assert window_span("hour", tz, ts(2026, 4, 4, 14, 20)).id == "2026-04-05T03+1245"
+
+
+def test_a_prefix_without_its_separator_gets_one() -> None:
+    """--prefix eco keys as eco:{...}, the same as eco: (never eco{...})."""
+    assert KeyBuilder("eco").kill("agent", "bot").startswith("eco:{")
+    assert KeyBuilder("eco").kill("agent", "bot") == KeyBuilder("eco:").kill("agent", "bot")
+    assert KeyBuilder("").kill("agent", "bot").startswith("{")
