@@ -19,6 +19,7 @@ from guardian.integrations.observe import TraceRecorder
 from guardian.loops import LoopDetector, LoopSettings, LoopVerdict, ModelObservation, Observation
 from tests.loops.sealed import scenarios as split1
 from tests.loops.sealed2 import scenarios as split2
+from tests.loops.sealed3 import scenarios as split3
 
 
 @dataclass(frozen=True)
@@ -124,3 +125,18 @@ def scored1() -> list[Scored]:
 @pytest.fixture(scope="module")
 def scored2() -> list[Scored]:
     return [score(s) for s in split2.SCENARIOS]
+
+
+def test_sealed_split_3(scored3: list[Scored]) -> None:
+    """Split #3, a third writer (seven paraphrased reflections in different styles), scored once on the final
+    detector: recall 31/36, 0/36 false positives, median 3, max 11 (the misses: four paraphrased reflections
+    and a reworded search). The assertions hold those figures."""
+    looping, caught, false_alarms, early = report(scored3, "sealed split #3")
+    assert false_alarms == [], [s.scenario.name for s in false_alarms]
+    assert early == [], [s.scenario.name for s in early]
+    assert len(caught) >= 31, [s.scenario.name for s in looping if not s.caught]
+
+
+@pytest.fixture(scope="module")
+def scored3() -> list[Scored]:
+    return [score(s) for s in split3.SCENARIOS]
