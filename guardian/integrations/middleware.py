@@ -145,16 +145,10 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
     def wrap_model_call(
         self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]
     ) -> ModelResponse[Any] | AIMessage:
-        key, run = self._run_for(request.state, _context_of(request))
-        while True:
-            call_id = str(uuid.uuid4())
-            halt = self._reserve(run, call_id, request)
-            if halt is None:
-                break
-            stopped = self._stop(key, run, halt)
-            if stopped is not None:
-                return stopped
-            key, run = self._run_for(request.state, _context_of(request))  # resumed: try again as a new run
+        admitted = self._admit_model(request)
+        if isinstance(admitted, AIMessage):
+            return admitted
+        key, run, call_id = admitted
         try:
             response = handler(request)
         except BaseException as exc:
@@ -166,16 +160,10 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
     async def awrap_model_call(
         self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]]
     ) -> ModelResponse[Any] | AIMessage:
-        key, run = self._run_for(request.state, _context_of(request))
-        while True:
-            call_id = str(uuid.uuid4())
-            halt = self._reserve(run, call_id, request)
-            if halt is None:
-                break
-            stopped = self._stop(key, run, halt)
-            if stopped is not None:
-                return stopped
-            key, run = self._run_for(request.state, _context_of(request))
+        admitted = self._admit_model(request)
+        if isinstance(admitted, AIMessage):
+            return admitted
+        key, run, call_id = admitted
         try:
             response = await handler(request)
         except BaseException as exc:
@@ -183,6 +171,20 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
             raise
         self._settle(run, call_id, request, response)
         return response
+
+    def _admit_model(self, request: ModelRequest[Any]) -> tuple[str, RunState, str] | AIMessage:
+        """Reserve for this call: (run key, run, call id) to go on, or the message that ends the run. After an
+        interrupt is resumed, try again as a new run."""
+        key, run = self._run_for(request.state, _context_of(request))
+        while True:
+            call_id = str(uuid.uuid4())
+            halt = self._reserve(run, call_id, request)
+            if halt is None:
+                return key, run, call_id
+            stopped = self._stop(key, run, halt)
+            if stopped is not None:
+                return stopped
+            key, run = self._run_for(request.state, _context_of(request))
 
     def _failed(self, key: str, run: RunState, call_id: str, exc: BaseException) -> None:
         """A model call that raised (a provider error, or a pause from a middleware inside this one) ends the
@@ -221,44 +223,43 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
     # -- tool calls ----------------------------------------------------------------------------------
 
     def wrap_tool_call(self, request: Any, handler: Callable[[Any], ToolMessage | Command[Any]]) -> Any:
-        key, run = self._run_for(request.state, _context_of(request))
-        call = request.tool_call
-        while True:
-            halt = self.supervisor.on_tool_call(run, str(call.get("id") or uuid.uuid4()), call["name"]).halt
-            if halt is None:
-                break
-            stopped = self._stop(key, run, halt)
-            if stopped is not None:
-                return ToolMessage(content=stopped.text, tool_call_id=call.get("id") or "", status="error")
-            key, run = self._run_for(request.state, _context_of(request))
+        admitted = self._admit_tool(request)
+        if isinstance(admitted, ToolMessage):
+            return admitted
         try:
             result = handler(request)
         except GraphBubbleUp as exc:  # a pause or a jump leaves the invocation: after_agent will not run
-            self._close(key, exc)
+            self._close(admitted[0], exc)
             raise
-        self._observe_tool(run, call, result)
+        self._observe_tool(admitted[1], request.tool_call, result)
         return result
 
     async def awrap_tool_call(
         self, request: Any, handler: Callable[[Any], Awaitable[ToolMessage | Command[Any]]]
     ) -> Any:
+        admitted = self._admit_tool(request)
+        if isinstance(admitted, ToolMessage):
+            return admitted
+        try:
+            result = await handler(request)
+        except GraphBubbleUp as exc:
+            self._close(admitted[0], exc)
+            raise
+        self._observe_tool(admitted[1], request.tool_call, result)
+        return result
+
+    def _admit_tool(self, request: Any) -> tuple[str, RunState] | ToolMessage:
+        """Charge this tool call: (run key, run) to go on, or the error message a refused call gets instead."""
         key, run = self._run_for(request.state, _context_of(request))
         call = request.tool_call
         while True:
             halt = self.supervisor.on_tool_call(run, str(call.get("id") or uuid.uuid4()), call["name"]).halt
             if halt is None:
-                break
+                return key, run
             stopped = self._stop(key, run, halt)
             if stopped is not None:
                 return ToolMessage(content=stopped.text, tool_call_id=call.get("id") or "", status="error")
             key, run = self._run_for(request.state, _context_of(request))
-        try:
-            result = await handler(request)
-        except GraphBubbleUp as exc:  # a pause or a jump leaves the invocation: after_agent will not run
-            self._close(key, exc)
-            raise
-        self._observe_tool(run, call, result)
-        return result
 
     def _observe_tool(self, run: RunState, call: Mapping[str, Any], result: Any) -> None:
         if run.loop_rule is not None:
