@@ -55,7 +55,7 @@ import operator
 import re
 import string
 import unicodedata
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -486,7 +486,12 @@ def _key(text: str, calls: Sequence[tuple[str, Any]], *, failed: bool = False, m
         masked = _DIGITS.sub("#", masked.lower())
     if not calls:  # most messages: skip the JSON encoder
         return _text_digest(masked)
-    return _digest([masked, [[name, normalize(args)] for name, args in calls]])
+    return _text_digest("\x00".join([masked, *_call_codes(calls)]))
+
+
+def _call_codes(calls: Sequence[tuple[str, Any]]) -> list[str]:
+    """Each requested call, canonical: name and normalized arguments."""
+    return [_ENCODER.encode([name, normalize(args)]) for name, args in calls]
 
 
 def message_key(message: BaseMessage, mask: Masker = mask_volatile) -> bytes:
@@ -631,7 +636,9 @@ class LoopDetector:
         self._last_prompts: dict[str | None, tuple[BaseMessage, ...]] = {}  # per reading node
         self._fresh_result = True  # without prompts: did a new tool result arrive since the last model call
         self._results_seen: OrderedDict[bytes, None] = OrderedDict()
-        self._turns: deque[_Turn] = deque(maxlen=self._span + _MAX_PERIOD)
+        self._turns: deque[_Turn] = deque()  # at most span + _MAX_PERIOD (see _append)
+        self._sigs: Counter[bytes] = Counter()  # signatures of self._turns
+        self._outcomes: Counter[bytes] = Counter()  # outcomes of self._turns
         self._pending: _Turn | None = None
         self._texts: deque[_Text] = deque(maxlen=self.settings.window)
         self._clusters = 0
@@ -714,13 +721,15 @@ class LoopDetector:
             self._epoch += 1
             self._echo_epoch = echo
         label = obs.node or obs.model or "model"
+        codes = _call_codes(obs.tool_calls)
         if obs.tool_calls:
             tools = tuple(dict.fromkeys(name for name, _ in obs.tool_calls))
-            output = _digest(sorted(_ENCODER.encode([n, normalize(a)]) for n, a in obs.tool_calls))
+            output = _text_digest("\x00".join(sorted(codes)))  # parallel calls in any order are the same request
             repeated = any(t.output == output for t in self._turns)
         else:
             output, repeated = self._cluster_of(obs.text)
-        reply = _key(obs.text, obs.tool_calls, mask=self._mask)
+        masked = self._mask(obs.text)
+        reply = _text_digest("\x00".join([masked, *codes])) if codes else _text_digest(masked)  # = message_key
         if obs.message is not None:  # the same object comes back in the next prompt: key it once
             self._keys.seed(obs.message, reply)
         self._echoes.add(reply)
@@ -787,7 +796,10 @@ class LoopDetector:
         text = obs.result or ""
         masked = self._mask(text)
         result = _DIGITS.sub("#", masked.lower()) if obs.error else masked
-        key = _digest(["tool", obs.tool, normalize(obs.args), None if obs.result is None else result, obs.error])
+        # The result alone (what the next prompt will carry), then with the call that got it.
+        outcome = _text_digest(f"{obs.tool}\x00{int(obs.error)}\x00{'-' if obs.result is None else 'r'}{result}")
+        args = _ENCODER.encode(normalize(obs.args))
+        key = hashlib.blake2b(outcome + args.encode("utf-8", "surrogatepass"), digest_size=_DIGEST_SIZE).digest()
         new_result = self._remember(self._results_seen, key)
         self._fresh_result |= new_result
         turn = self._pending
@@ -795,13 +807,13 @@ class LoopDetector:
             if new_result:
                 self._epoch += 1
                 self._echo_epoch = True
-            output = _digest(["call", obs.tool, normalize(obs.args)])
+            output = _text_digest(f"call\x00{obs.tool}\x00{args}")
             turn = _Turn(self._epoch, not new_result, output, (obs.tool,), obs.tool, self._mark(), expected=1)
             self._pending = turn
         else:  # the result the next prompt will carry: news, but the model's own doing
-            self._echoes.add(_key(text, (), failed=obs.error, mask=self._mask))
+            self._echoes.add(_text_digest(result))  # = message_key of the ToolMessage that carries it
         turn.results.append(key)
-        turn.outcomes.append(_digest(["outcome", obs.tool, None if obs.result is None else result, obs.error]))
+        turn.outcomes.append(outcome)
         turn.failed |= obs.error
         if len(turn.results) >= turn.expected:
             self._pending = None
@@ -827,8 +839,13 @@ class LoopDetector:
 
     def _judge(self, turn: _Turn) -> LoopVerdict | None:
         turn.sig = hashlib.blake2b(turn.output + b"".join(sorted(turn.results)), digest_size=_DIGEST_SIZE).digest()
+        if turn.sig not in self._sigs and not (turn.outcomes and all(o in self._outcomes for o in turn.outcomes)):
+            # Most turns: nothing like them in memory, so no signal can fire (every one needs an earlier equal).
+            self._append(turn)
+            self._streak = 0
+            return None
         history = list(self._turns)
-        self._turns.append(turn)
+        self._append(turn)
         limit = self._limit(turn)
         span = max(self.settings.window, limit) if self._allowed(turn) else self.settings.window
         recent = history[-(span - 1) :] if span > 1 else []
@@ -863,6 +880,21 @@ class LoopDetector:
                 f"brought nothing new (limit {needed})",
             )
         return None
+
+    def _append(self, turn: _Turn) -> None:
+        """Remember a judged turn, and its signature and outcomes for the fast path, within the span."""
+        self._turns.append(turn)
+        self._sigs[turn.sig] += 1
+        self._outcomes.update(turn.outcomes)
+        if len(self._turns) > self._span + _MAX_PERIOD:
+            old = self._turns.popleft()
+            self._sigs[old.sig] -= 1
+            if not self._sigs[old.sig]:
+                del self._sigs[old.sig]
+            self._outcomes.subtract(old.outcomes)
+            for outcome in old.outcomes:
+                if self._outcomes[outcome] <= 0:
+                    del self._outcomes[outcome]
 
     def _repeat_verdict(self, turn: _Turn, counted: Sequence[_Turn], limit: int) -> LoopVerdict:
         n = len(counted)
