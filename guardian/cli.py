@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from dataclasses import asdict
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -120,6 +121,7 @@ def status(
         rows = guard.status(budget=budget, tenant=tenant)
         kills = guard.kills(tenant=tenant)
         loops = [r for r in guard.loop_halts() if tenant is None or r[0] == tenant]
+        grants = [g for g in guard.grants() if _grant_shown(guard, g[0], budget, tenant)]
     except GuardianError as exc:
         err.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
@@ -135,6 +137,8 @@ def status(
             typer.echo(json.dumps({"killed": flag.target, "value": flag.value, "tenant": flag.tenant}))
         for loop_tenant, agent, day, count in loops:
             typer.echo(json.dumps({"loop_halts": count, "tenant": loop_tenant, "agent": agent, "day": day}))
+        for key, metric, amount in grants:
+            typer.echo(json.dumps({"granted": amount, "unit": metric, "bucket": key}))
         return
     if not rows:
         out.print("no spend recorded")
@@ -144,6 +148,18 @@ def status(
         out.print(f"[red]killed[/red] {escape(describe_kill(flag))}")
     for loop_tenant, agent, day, count in loops:
         out.print(f"loops detected on {day} (UTC): {count} in agent {agent!r} of tenant {loop_tenant!r}")
+    for key, metric, amount in grants:
+        parsed = guard.keys.parse_bucket(key)
+        shown = usd(amount) if metric == "cost_usd" else f"{amount:,} {metric}"
+        out.print(
+            f"[green]granted[/green] {shown} to {parsed.scope} {parsed.scope_key!r} of budget {parsed.budget!r} "
+            f"(window {parsed.window}, tenant {parsed.tenant!r})"
+        )
+
+
+def _grant_shown(guard: Guardian, bucket: str, budget: str | None, tenant: str | None) -> bool:
+    parsed = guard.keys.parse_bucket(bucket)
+    return (budget is None or parsed.budget == budget) and (tenant is None or parsed.tenant == tenant)
 
 
 @app.command()
@@ -182,6 +198,45 @@ def kill(
         out.print(f"cleared the kill flag on {what} ({escape(key)})")
     else:
         out.print(f"killed {what} for {ttl:g}s ({escape(key)})")
+
+
+@app.command()
+def grant(
+    budget: Annotated[str, typer.Option("--budget", help="The budget to give more room.")],
+    usd: Annotated[str | None, typer.Option("--usd", help="Dollars to add to its cost limit.")] = None,
+    tokens: Annotated[int | None, typer.Option("--tokens", help="Tokens to add to its total_tokens limit.")] = None,
+    calls: Annotated[int | None, typer.Option("--calls", help="Model calls to add to its llm_calls limit.")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="The run (a run budget).")] = None,
+    thread: Annotated[str | None, typer.Option("--thread", help="The thread (a thread budget).")] = None,
+    agent: Annotated[str | None, typer.Option("--agent", help="The agent (an agent budget).")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="The user (a user budget).")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="The tenant (default: 'default').")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the audit log and the alert.")] = "",
+    policy: PolicyPaths = None,
+    store: FleetStoreUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """Give one bucket of a budget more room until its window ends, fleet-wide and audited (a paused run
+    resumed afterwards goes on)."""
+    _check_prefix(prefix)
+    if not policy:
+        _fail("grant needs the policy (--policy FILE) to know the budget's scope, window and limits", 2)
+    try:
+        amount = None if usd is None else Decimal(usd)
+    except InvalidOperation:
+        _fail(f"--usd must be a number of dollars, got {usd!r}", 2)
+    guard = _open(policy, _fleet_store(store), prefix)
+    try:
+        key = guard.grant(
+            budget, usd=amount, tokens=tokens, calls=calls, run=run, thread=thread, agent=agent, user=user,
+            tenant=tenant, reason=reason,
+        )  # fmt: skip
+    except GuardianError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        guard.close()
+    out.print(f"granted on {escape(key)}")
 
 
 @app.command()

@@ -9,21 +9,26 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
 import redis
 
 from guardian.alerts import Alert, AlertDispatcher, AlertSink, build_dispatcher
-from guardian.amounts import Amounts
+from guardian.amounts import Amounts, micro_usd
+from guardian.amounts import usd as usd_text
+from guardian.errors import GuardianError
 from guardian.identity import Identity
 from guardian.integrations.langchain import GuardianCallbackHandler
-from guardian.keys import DEFAULT_PREFIX, KeyBuilder, KillFlag, KillTarget
+from guardian.keys import DEFAULT_PREFIX, BucketKey, KeyBuilder, KillFlag, KillTarget
 from guardian.policy import Policy
 from guardian.renewal import HoldRenewer
 from guardian.store import RedisStore, Store, open_store
-from guardian.supervisor import Supervisor
+from guardian.store.base import Counter
+from guardian.supervisor import WINDOW_GRACE_S, Supervisor
 from guardian.threads import on_background_thread
+from guardian.windows import window_span
 
 __all__ = ["MAX_KILL_TTL_S", "STORE_URL_ENV", "BudgetStatus", "Guardian", "describe_kill", "validate_kill_ttl"]
 
@@ -163,6 +168,90 @@ class Guardian:
             )
         )
         return key
+
+    def grant(
+        self,
+        budget: str,
+        *,
+        usd: Decimal | float | str | None = None,
+        tokens: int | None = None,
+        calls: int | None = None,
+        run: str | None = None,
+        thread: str | None = None,
+        agent: str | None = None,
+        user: str | None = None,
+        tenant: str | None = None,
+        reason: str = "",
+    ) -> str:
+        """Give one bucket of ``budget`` (this window's) more room: ``usd`` dollars, ``tokens`` total tokens or
+        ``calls`` model calls, on top of its limit, fleet-wide, until the window ends. Name the bucket as the
+        budget scopes it (``user`` and ``tenant`` for a user budget, ``run`` for a run budget...). Returns the
+        bucket key. Every grant is logged (``budget_granted``) and alerted (``granted``)."""
+        try:
+            spec = self.policy.budget(budget)
+        except KeyError:
+            raise GuardianError(f"no budget named {budget!r} in the policy") from None
+        amounts = {
+            "cost_usd": None if usd is None else micro_usd(Decimal(str(usd))),
+            "total_tokens": tokens,
+            "llm_calls": calls,
+        }
+        given = {m: v for m, v in amounts.items() if v is not None}
+        if not given or any(v <= 0 for v in given.values()):
+            raise GuardianError("grant a positive amount: --usd, --tokens or --calls")
+        unlimited = [m for m in given if m not in spec.limited()]
+        if unlimited:
+            raise GuardianError(f"budget {budget!r} has no {', '.join(unlimited)} limit to raise")
+        needed = {"run": run, "thread": thread, "agent": agent, "user": user, "tenant": tenant}.get(spec.scope)
+        if spec.scope != "global" and not needed:
+            raise GuardianError(f"budget {budget!r} is scoped per {spec.scope}: name the {spec.scope} to grant to")
+        identity = Identity.of(agent, user, tenant)
+        now = self.clock()
+        span = window_span(spec.window, spec.timezone, now)
+        scope_key = identity.scope_key(spec.scope, run or "", thread)
+        bucket = self.keys.bucket(
+            BucketKey(None if spec.scope == "global" else identity.tenant, spec.name, spec.scope, scope_key, span.id)
+        )
+        settings = self.policy.settings
+        if span.end is not None:
+            ttl = span.end + WINDOW_GRACE_S - now
+        else:
+            ttl = settings.thread_ttl_s if spec.scope == "thread" else settings.run_ttl_s
+        totals = {m: self.store.count(Counter(self.keys.grant(bucket, m), ttl), v, now=now) for m, v in given.items()}
+        shown = ", ".join(f"{usd_text(v) if m == 'cost_usd' else f'{v:,}'} {m}" for m, v in given.items())
+        self.supervisor.log.warning(
+            "budget_granted", budget=spec.name, scope=spec.scope, scope_key=scope_key, window=span.id,
+            tenant=identity.tenant, granted=given, granted_total=totals, reason=reason,
+        )  # fmt: skip
+        self.alerts.submit(
+            Alert(
+                kind="granted",
+                dedup_key=f"granted:{bucket}:{now:.3f}",
+                dedup_ttl_s=max(1.0, ttl),
+                occurred_at=now,
+                run_id=run,
+                agent=agent,
+                user=user,
+                tenant=None if spec.scope == "global" else identity.tenant,
+                budget=spec.name,
+                scope=spec.scope,
+                scope_key=scope_key,
+                window=span.id,
+                spent={},
+                limit=spec.limited(),
+                reason=f"an operator granted {shown} to {spec.scope} {scope_key!r} of budget {spec.name!r}"
+                + (f": {reason}" if reason else ""),
+            )
+        )
+        return bucket
+
+    def grants(self) -> list[tuple[str, str, int]]:
+        """(bucket key, metric, amount granted) for every live grant."""
+        out = []
+        for key, value in self.store.counters(self.keys.grant_pattern(), self.clock()):
+            head, _, metric = key.rpartition(":")
+            out.append((head.replace("}:g:", "}:b:", 1), metric, value))
+        return out
 
     def status(self, *, budget: str | None = None, tenant: str | None = None) -> list[BudgetStatus]:
         self.store.flush()

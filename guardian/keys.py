@@ -92,6 +92,16 @@ class KeyBuilder:
             raise ValueError("a run kill takes no tenant: a run id is unique across the fleet")
         return f"{self.prefix}{{{self._tag(tenant)}}}:k:{target}:{escape(value)}"
 
+    def grant(self, bucket_key: str, metric: str) -> str:
+        """An operator's allowance for one metric of one bucket (same hash slot as the bucket)."""
+        head, sep, tail = bucket_key.partition("}:b:")
+        if not sep:
+            raise ValueError(f"not a bucket key: {bucket_key!r}")
+        return f"{head}}}:g:{tail}:{escape(metric)}"
+
+    def grant_pattern(self) -> str:
+        return f"{self.prefix}{{*}}:g:*"
+
     def counter(self, kind: str, tenant: str, agent: str, window: str) -> str:
         return f"{self.prefix}{{{self._tag(tenant)}}}:n:{escape(kind)}:{escape(agent)}:{escape(window)}"
 

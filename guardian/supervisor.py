@@ -7,6 +7,7 @@ adapters translate framework callbacks into the calls below and act on the ``Dec
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from guardian.alerts import Alert
-from guardian.amounts import Amounts, usd
+from guardian.amounts import METRICS, Amounts, usd
 from guardian.errors import (
     BudgetExceeded,
     GuardianHalt,
@@ -41,6 +42,7 @@ from guardian.store.base import (
     CommitRequest,
     Counter,
     KillCheck,
+    Refusal,
     ReleaseRequest,
     RenewRequest,
     ReserveRequest,
@@ -116,6 +118,7 @@ class _Bound:
     scope_key: str
     window: str
     window_end: float | None
+    granted: tuple[int, ...] = (0,) * len(METRICS)  # operators' grants already added to target.limits
 
     def fields(self) -> dict[str, Any]:
         """How events and halts name the bucket."""
@@ -713,9 +716,39 @@ class Supervisor:
         self._store_ok()
         if result.killed is not None:
             return self._killed(run, result.killed)
+        if result.refusal is not None and self._granted(run, result.refusal, bound, request):
+            # An operator granted this bucket more room (guardian grant): the same request, under the new limits.
+            request.targets = [b.target for b in bound]
+            return self._reserve(run, request, bound, op=op, refusal_halts=refusal_halts)
         if result.refusal is not None and refusal_halts:
             return self._refused(run, request, result, bound)
         return result
+
+    def _granted(self, run: RunState, refusal: Refusal, bound: list[_Bound], request: ReserveRequest) -> bool:
+        """Whether a grant (``guardian grant``) lets the refused request be tried again. The refused bucket's
+        grant for the refused metric is read (one store read, on refusals only); what exceeds the grant already
+        applied in this process raises the bound's limit. A request made with targets older than a grant another
+        run applied is retried with the current ones."""
+        i = refusal.target_index
+        b = bound[i]
+        if refusal.metric not in METRICS:
+            return False
+        if i >= len(request.targets) or request.targets[i] is b.target:
+            try:
+                granted = self.store.counter(self.keys.grant(b.target.key, refusal.metric), request.now)
+            except StoreError:
+                return False  # the refusal stands; a store outage shows on the next call
+            index = METRICS.index(refusal.metric)
+            if granted <= b.granted[index]:
+                return False
+            limits = list(b.target.limits)
+            limits[index] += granted - b.granted[index]
+            b.target = dataclasses.replace(b.target, limits=tuple(limits))
+            b.granted = tuple(granted if m == index else g for m, g in enumerate(b.granted))
+            self.log.info("grant_applied", **run.fields, **b.fields(), unit=refusal.metric, granted=granted)
+        with run.lock:
+            run.targets = [x.target for x in run.bound]
+        return True
 
     def _store_op(self, op: str, action: Callable[..., object], *args: Any, run: RunState | None = None) -> None:
         """A store write whose failure must not stop the agent: it is noted as an outage (and a deferred

@@ -14,7 +14,7 @@ from guardian.errors import GuardianError
 
 __all__ = ["ALERT_KINDS", "Alert", "AlertDeliveryError", "AlertKind"]
 
-AlertKind = Literal["threshold", "exceeded", "killed", "loop", "test"]
+AlertKind = Literal["threshold", "exceeded", "killed", "loop", "granted", "test"]
 ALERT_KINDS: tuple[AlertKind, ...] = get_args(AlertKind)
 
 

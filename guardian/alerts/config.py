@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 __all__ = ["DEFAULT_ALERT_KINDS", "AlertsConfig", "EnabledKind", "SlackConfig"]
 
-EnabledKind = Literal["threshold", "exceeded", "killed", "loop"]
-DEFAULT_ALERT_KINDS: tuple[EnabledKind, ...] = ("threshold", "exceeded", "killed", "loop")
+EnabledKind = Literal["threshold", "exceeded", "killed", "loop", "granted"]
+DEFAULT_ALERT_KINDS: tuple[EnabledKind, ...] = ("threshold", "exceeded", "killed", "loop", "granted")
 
 
 # What Slack turns into a notification: special mentions (bare or in Slack's own syntax), user groups and users.

@@ -171,6 +171,8 @@ def _title(alert: Alert) -> tuple[str, str, str | None]:
         return ":octagonal_sign:", f"{target.capitalize()} killed", subject
     if alert.kind == "loop":
         return ":repeat:", "Loop detected", alert.run_id or alert.agent
+    if alert.kind == "granted":
+        return ":heavy_plus_sign:", "Budget granted", alert.budget
     return ":white_check_mark:", "Guardian test alert", None
 
 
@@ -198,6 +200,8 @@ def _summary(alert: Alert) -> str:
         return f"{run} was halted."
     if alert.kind == "loop":
         return f"{run} is repeating itself without making progress."
+    if alert.kind == "granted":
+        return f"{budget} was given more room by an operator."
     return "This is a test alert from Guardian: Slack alerts are set up correctly."
 
 

@@ -217,6 +217,10 @@ class Store(abc.ABC):
         """Every live counter whose key matches a Redis-style glob."""
 
     @abc.abstractmethod
+    def counter(self, key: str, now: float) -> int:
+        """One live counter's value, 0 when it does not exist (nothing is written)."""
+
+    @abc.abstractmethod
     def set_flag(self, key: str, ttl_s: float | None, *, now: float, only_if_absent: bool = False) -> bool:
         """Set a flag (kill flag, dedup mark). Returns False if ``only_if_absent`` and it existed."""
 

@@ -240,6 +240,11 @@ class MemoryStore(Store):
             self._counters[counter.key] = (value, now + counter.ttl_s)
             return value
 
+    def counter(self, key: str, now: float) -> int:
+        with self._lock:
+            value, expiry = self._counters.get(key, (0, 0.0))
+            return value if expiry > now else 0
+
     def counters(self, pattern: str, now: float) -> list[tuple[str, int]]:
         with self._lock:
             return sorted((k, v) for k, (v, e) in self._counters.items() if e > now and fnmatchcase(k, pattern))

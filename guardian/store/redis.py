@@ -304,6 +304,13 @@ class RedisStore(Store):
             raise _store_error("count", exc) from exc
         return int(value)
 
+    def counter(self, key: str, now: float) -> int:
+        try:
+            value = self.client.get(key)
+        except redis.RedisError as exc:
+            raise _store_error("counter", exc) from exc
+        return 0 if value is None else int(value)
+
     def counters(self, pattern: str, now: float) -> list[tuple[str, int]]:
         try:
             keys = sorted(k.decode() for k in self.client.scan_iter(match=pattern, count=1000))

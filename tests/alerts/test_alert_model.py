@@ -97,7 +97,7 @@ def test_a_mention_slack_would_not_ping_is_refused_with_the_fix(mention: str) ->
 def test_defaults() -> None:
     """Without settings every kind alerts, the queue holds 1000 and close waits 5 s; Slack is off."""
     config = AlertsConfig()
-    assert config.on == ("threshold", "exceeded", "killed", "loop")
+    assert config.on == ("threshold", "exceeded", "killed", "loop", "granted")
     assert (config.slack, config.queue_size, config.flush_timeout_s) == (None, 1000, 5.0)
 
 

@@ -476,7 +476,7 @@ def test_send_test_alert_by_webhook(fake_slack: FakeSlack, webhook_config: Slack
     summary = send_test_alert(AlertsConfig(slack=webhook_config), clock=lambda: 1_767_600_000.0)
     assert summary == (
         f"Sent a test alert to incoming webhook {fake_slack.base_url}/…. "
-        "Alerts enabled for: threshold, exceeded, killed, loop."
+        "Alerts enabled for: threshold, exceeded, killed, loop, granted."
     )
     assert "secretpath" not in summary
     blocks = fake_slack.delivered[0].body["blocks"]

@@ -14,6 +14,7 @@ from guardian.store import (
     BucketState,
     ChargeMode,
     CommitRequest,
+    Counter,
     KillCheck,
     MemoryStore,
     ReleaseRequest,
@@ -390,3 +391,14 @@ def test_retired_buckets_go_after_their_grace_without_losing_live_ones(store: St
         assert done.key not in remaining
     else:
         assert remaining[done.key].spent.total_tokens == 10
+
+
+def test_a_counter_is_read_without_being_written(store: Store, keys: KeyBuilder) -> None:
+    """counter(key) of a counter that does not exist is 0 and creates nothing; after count() it is the total."""
+    key = keys.grant(keys.bucket(BucketKey("acme", "daily", "user", "alice", "2026-12-02")), "llm_calls")
+    assert store.counter(key, NOW) == 0
+    assert store.counters(keys.grant_pattern(), NOW) == []
+    store.count(Counter(key, 3600.0), 2, now=NOW)
+    store.count(Counter(key, 3600.0), 3, now=NOW)
+    assert store.counter(key, NOW) == 5
+    assert store.counters(keys.grant_pattern(), NOW) == [(key, 5)]
