@@ -126,6 +126,25 @@ class Guardian:
             raise ValueError(f"exit_behavior must be one of {', '.join(EXIT_BEHAVIORS)}, got {exit_behavior!r}")
         return GuardianMiddleware(self.supervisor, Identity.of(agent, user, tenant, tags), exit_behavior)  # type: ignore[arg-type]
 
+    def openai_hooks(
+        self,
+        agent: str | None = None,
+        user: str | None = None,
+        tenant: str | None = None,
+        tags: Iterable[str] = (),
+        *,
+        run_id: str | None = None,
+    ) -> Any:
+        """``RunHooks`` for one OpenAI Agents SDK ``Runner.run``: pass ``hooks=`` and call ``.close()`` when the
+        run ends (``guardian.integrations.openai_agents.run`` does both). Needs ``openai-agents``."""
+        try:
+            from guardian.integrations.openai_agents import GuardianRunHooks
+        except ImportError as exc:  # pragma: no cover - a dev dependency here
+            raise ImportError(
+                "Guardian.openai_hooks needs the OpenAI Agents SDK: pip install 'guardian-supervisor[openai-agents]'"
+            ) from exc
+        return GuardianRunHooks(self.supervisor, Identity.of(agent, user, tenant, tags), run_id)
+
     def kill(
         self,
         *,
