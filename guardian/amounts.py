@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
-__all__ = ["METRICS", "MICRO_USD", "Amounts", "micro_usd", "usd"]
+__all__ = ["METRICS", "MICRO_USD", "NO_LIMIT", "Amounts", "micro_usd", "usd"]
+
+NO_LIMIT = -1  # a budget that sets no limit on a metric: the ledger never refuses on it
 
 MICRO_USD = 1_000_000
 

@@ -32,11 +32,11 @@ from pydantic import (
 )
 
 from guardian.alerts.config import AlertsConfig
-from guardian.amounts import METRICS, MICRO_USD, micro_usd
+from guardian.amounts import METRICS, MICRO_USD, NO_LIMIT, micro_usd
 from guardian.errors import PolicyError, PolicyProblem
 from guardian.identity import IDENTITY_FIELDS, Identity, IdentityField, IdentityMapping, IdentitySource
 from guardian.loops import LoopSettings, Signal
-from guardian.store.base import NO_LIMIT
+from guardian.pricing import PriceOverride
 from guardian.windows import WindowKind
 
 __all__ = [
@@ -332,16 +332,6 @@ class Budget:
 
     def limited(self) -> dict[str, int]:
         return {m: v for m, v in zip(METRICS, self.limits, strict=True) if v != NO_LIMIT}
-
-
-@dataclass(frozen=True, slots=True)
-class PriceOverride:
-    """Micro-USD per token (the same number as USD per 1M tokens)."""
-
-    input: Decimal
-    output: Decimal
-    cache_read: Decimal | None
-    cache_write: Decimal | None
 
 
 @dataclass(frozen=True, slots=True)

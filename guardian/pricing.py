@@ -18,9 +18,18 @@ from typing import Any
 from genai_prices import Usage
 from genai_prices.data_snapshot import get_snapshot
 
-from guardian.policy import PriceOverride
 
-__all__ = ["Pricer", "TokenUsage"]
+@dataclass(frozen=True, slots=True)
+class PriceOverride:
+    """A policy's own price for a model: micro-USD per token (the same number as USD per 1M tokens)."""
+
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal | None
+    cache_write: Decimal | None
+
+
+__all__ = ["PriceOverride", "Pricer", "TokenUsage"]
 
 # LangChain's ls_provider names that genai-prices knows by another id.
 _PROVIDER_ALIASES = {

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from guardian.alerts import Alert
+from guardian.alerts._model import Alert
 from guardian.amounts import METRICS, Amounts, usd
 from guardian.errors import (
     BudgetExceeded,

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from guardian.amounts import Amounts
+from guardian.amounts import NO_LIMIT, Amounts
 
 __all__ = [
     "MAX_AMOUNT",
@@ -34,7 +34,6 @@ __all__ = [
     "Target",
 ]
 
-NO_LIMIT = -1
 # The largest amount one request may carry. Redis' Lua counts in doubles, exact to 2**53: amounts are kept far
 # below that so that sums of many of them stay exact, and both stores refuse the same requests.
 MAX_AMOUNT = 2**48

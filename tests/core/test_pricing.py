@@ -8,8 +8,7 @@ import pytest
 from genai_prices import Usage, calc_price
 
 from guardian.amounts import micro_usd
-from guardian.policy import PriceOverride
-from guardian.pricing import Pricer, TokenUsage
+from guardian.pricing import PriceOverride, Pricer, TokenUsage
 
 USAGES = [
     TokenUsage(input_tokens=1, output_tokens=1),
