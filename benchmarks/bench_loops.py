@@ -21,9 +21,8 @@ import structlog
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import tool
 
-from guardian.integrations.observe import TraceRecorder
 from guardian.loops import LoopDetector, ModelObservation, Observation
-from guardian.testing import ScriptedChatModel, react_graph, tool_call
+from guardian.testing import ScriptedChatModel, TraceRecorder, react_graph, tool_call
 
 REPEATS = 50
 

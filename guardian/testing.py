@@ -9,25 +9,34 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import BaseCallbackHandler, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.utils import count_tokens_approximately
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.runnables import Runnable
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
 from pydantic import PrivateAttr
 
+if TYPE_CHECKING:
+    from guardian.guard import Guardian
+
 from guardian.alerts import RecordingSink
+from guardian.integrations.observe import ObservationTracker, tool_name
+from guardian.loops import Observation
 
 __all__ = [
+    "FakeClock",
     "RecordingSink",
     "Reply",
     "ScriptedChatModel",
+    "TraceRecorder",
+    "make_guardian",
     "output_tokens_of",
     "react_graph",
     "tool_call",
@@ -182,3 +191,108 @@ def tool_call(name: str, args: dict[str, Any], call_id: str | None = None) -> AI
     return AIMessage(
         content="", tool_calls=[{"name": name, "args": args, "id": call_id or f"call_{uuid.uuid4().hex[:8]}"}]
     )
+
+
+class FakeClock:
+    """Time that moves only when a test says so: pass it as ``Guardian(..., clock=FakeClock())``."""
+
+    def __init__(self, now: float = 1_795_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_guardian(policy: dict[str, Any], **options: Any) -> Guardian:
+    """A Guardian from a policy dict (``version: 1`` implied) on a fresh embedded store, a ``FakeClock`` and a
+    ``RecordingSink`` for every alert kind, unless ``options`` say otherwise. Close it when done."""
+    from guardian import Guardian, Policy
+    from guardian.store import MemoryStore
+
+    options.setdefault("store", MemoryStore())
+    options.setdefault("clock", FakeClock())
+    options.setdefault("alert_sinks", [RecordingSink(all_kinds=True)])
+    return Guardian(Policy.from_dict({"version": 1, **policy}), **options)
+
+
+class TraceRecorder(BaseCallbackHandler):
+    """Records the observations of the runs it is attached to, in order (thread-safe).
+
+    ``raise_error`` so a bug in extraction fails the run under test instead of vanishing;
+    ``run_inline`` so async runs call it in order on the event loop.
+    """
+
+    raise_error = True
+    run_inline = True
+
+    def __init__(self) -> None:
+        self.tracker = ObservationTracker()
+        self._lock = threading.Lock()
+        self._observations: list[Observation] = []
+
+    @property
+    def observations(self) -> list[Observation]:
+        """A copy of what was recorded so far."""
+        with self._lock:
+            return list(self._observations)
+
+    def _record(self, observation: Observation | None) -> None:
+        if observation is not None:
+            with self._lock:
+                self._observations.append(observation)
+
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any],
+        inputs: dict[str, Any],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.tracker.on_chain_start(run_id, metadata, tags=tags or [], name=kwargs.get("name"))
+
+    def on_chain_end(self, outputs: dict[str, Any], *, run_id: UUID, **kwargs: Any) -> None:
+        self._record(self.tracker.on_chain_end(run_id, outputs))
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.tracker.on_chain_error(run_id)
+
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any],
+        input_str: str,
+        *,
+        run_id: UUID,
+        inputs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.tracker.on_tool_start(run_id, tool_name(serialized, kwargs.get("name")), input_str, inputs)
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._record(self.tracker.on_tool_end(run_id, output))
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._record(self.tracker.on_tool_error(run_id, error))
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.tracker.on_chat_model_start(run_id, messages, metadata)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        self._record(self.tracker.on_llm_end(run_id, response))
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.tracker.on_llm_error(run_id)

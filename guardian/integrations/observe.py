@@ -36,16 +36,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
 from guardian.estimates import reported_count
-from guardian.loops import ModelObservation, NodeObservation, Observation, ToolObservation, normalize
+from guardian.loops import ModelObservation, NodeObservation, ToolObservation, normalize
 
 __all__ = [
     "ObservationTracker",
-    "TraceRecorder",
     "model_observation",
     "node_name",
     "node_observation",
@@ -313,83 +311,3 @@ class ObservationTracker:
         table[run_id] = value
         while len(table) > self._max_open:
             table.popitem(last=False)
-
-
-class TraceRecorder(BaseCallbackHandler):
-    """Records the observations of the runs it is attached to, in order (thread-safe).
-
-    ``raise_error`` so a bug in extraction fails the run under test instead of vanishing;
-    ``run_inline`` so async runs call it in order on the event loop.
-    """
-
-    raise_error = True
-    run_inline = True
-
-    def __init__(self) -> None:
-        self.tracker = ObservationTracker()
-        self._lock = threading.Lock()
-        self._observations: list[Observation] = []
-
-    @property
-    def observations(self) -> list[Observation]:
-        """A copy of what was recorded so far."""
-        with self._lock:
-            return list(self._observations)
-
-    def _record(self, observation: Observation | None) -> None:
-        if observation is not None:
-            with self._lock:
-                self._observations.append(observation)
-
-    def on_chain_start(
-        self,
-        serialized: dict[str, Any],
-        inputs: dict[str, Any],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.tracker.on_chain_start(run_id, metadata, tags=tags or [], name=kwargs.get("name"))
-
-    def on_chain_end(self, outputs: dict[str, Any], *, run_id: UUID, **kwargs: Any) -> None:
-        self._record(self.tracker.on_chain_end(run_id, outputs))
-
-    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self.tracker.on_chain_error(run_id)
-
-    def on_tool_start(
-        self,
-        serialized: dict[str, Any],
-        input_str: str,
-        *,
-        run_id: UUID,
-        inputs: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.tracker.on_tool_start(run_id, tool_name(serialized, kwargs.get("name")), input_str, inputs)
-
-    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._record(self.tracker.on_tool_end(run_id, output))
-
-    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._record(self.tracker.on_tool_error(run_id, error))
-
-    def on_chat_model_start(
-        self,
-        serialized: dict[str, Any],
-        messages: list[list[BaseMessage]],
-        *,
-        run_id: UUID,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.tracker.on_chat_model_start(run_id, messages, metadata)
-
-    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        self._record(self.tracker.on_llm_end(run_id, response))
-
-    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self.tracker.on_llm_error(run_id)

@@ -7,29 +7,16 @@ from typing import Any
 
 import pytest
 
-from guardian import Guardian, Policy
-from guardian.alerts import RecordingSink
-from guardian.store import MemoryStore, RedisStore
+from guardian import Guardian, testing
+from guardian.store import RedisStore
+from guardian.testing import FakeClock
 
 T0 = 1_795_000_000.0  # 2026-11-18T08:26:40Z
 
 
-class FakeClock:
-    """Time that moves only when a test says so."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 GuardianFactory = Callable[..., Guardian]
@@ -49,11 +36,8 @@ def make_guardian(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[
         if request.param == "redis":
             options.setdefault("store", RedisStore.from_url(url))
             options.setdefault("key_prefix", prefix)
-        else:
-            options.setdefault("store", MemoryStore())
         options.setdefault("clock", clock)
-        options.setdefault("alert_sinks", [RecordingSink(all_kinds=True)])
-        guard = Guardian(Policy.from_dict({"version": 1, **policy}), **options)
+        guard = testing.make_guardian(policy, **options)  # the helper users get from guardian.testing
         made.append(guard)
         return guard
 

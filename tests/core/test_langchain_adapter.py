@@ -17,9 +17,9 @@ from structlog.testing import capture_logs
 import guardian
 from guardian import BudgetExceeded, GuardianError, GuardianHalt, RunKilled, UnknownModel
 from guardian.amounts import Amounts, micro_usd
-from guardian.testing import ScriptedChatModel, react_graph, tool_call
+from guardian.testing import FakeClock, ScriptedChatModel, react_graph, tool_call
 
-from .conftest import FakeClock, GuardianFactory
+from .conftest import GuardianFactory
 
 
 def usage_reply(text: str, input_tokens: int, output_tokens: int, **details: Any) -> AIMessage:

@@ -111,8 +111,7 @@ def test_a_memory_guardian_forgets_finished_runs_once_their_retention_passes() -
     bucket is left. (benchmarks/bench_memory.py measures the same in RSS: 25.0 MB kept before, 0.0 MB after.)"""
     from guardian.store import MemoryStore
     from guardian.supervisor import RETIRED_RUN_KEEP_S
-
-    from .conftest import FakeClock
+    from guardian.testing import FakeClock
 
     clock = FakeClock()
     store = MemoryStore()

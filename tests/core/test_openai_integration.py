@@ -15,8 +15,7 @@ from pydantic import SecretStr
 
 from guardian import BudgetExceeded, Guardian, Policy
 from guardian.amounts import micro_usd
-
-from .conftest import FakeClock
+from guardian.testing import FakeClock
 
 PROMPT_TOKENS, CACHED, COMPLETION, REASONING = 1_200, 400, 60, 20
 WORDS = ["alpha ", "beta ", "gamma ", "delta"]

@@ -11,10 +11,9 @@ from structlog.testing import capture_logs
 from guardian import Guardian, Policy, StoreUnavailable
 from guardian.errors import StoreError
 from guardian.store import RedisStore
-from guardian.testing import ScriptedChatModel
+from guardian.testing import FakeClock, ScriptedChatModel
 
 from ..tcp_proxy import TcpProxy
-from .conftest import FakeClock
 
 pytestmark = pytest.mark.redis
 

@@ -12,9 +12,9 @@ from structlog.testing import capture_logs
 
 from guardian import BudgetExceeded, PolicyError
 from guardian.policy import Policy
-from guardian.testing import ScriptedChatModel
+from guardian.testing import FakeClock, ScriptedChatModel
 
-from .conftest import FakeClock, GuardianFactory
+from .conftest import GuardianFactory
 
 
 def thread_budget(window: str = "lifetime", calls: int = 3) -> dict[str, Any]:

@@ -25,9 +25,9 @@ from structlog.testing import capture_logs
 from guardian import BudgetExceeded, Guardian, GuardianInternalError
 from guardian.renewal import HoldRenewer
 from guardian.store import RedisStore
-from guardian.testing import ScriptedChatModel, tool_call
+from guardian.testing import FakeClock, ScriptedChatModel, tool_call
 
-from .conftest import FakeClock, GuardianFactory
+from .conftest import GuardianFactory
 
 
 def run_cap(**limits: Any) -> dict[str, Any]:

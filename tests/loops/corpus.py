@@ -30,9 +30,8 @@ from langgraph.graph.message import add_messages
 from langgraph.prebuilt import ToolNode
 from langgraph.types import Send
 
-from guardian.integrations.observe import TraceRecorder
 from guardian.loops import ModelObservation, Observation
-from guardian.testing import ScriptedChatModel
+from guardian.testing import ScriptedChatModel, TraceRecorder
 
 __all__ = ["BASE_LOOPING", "BASE_PROGRESSING", "PER_FAMILY", "Trace", "light_paraphrase"]
 

@@ -23,7 +23,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.types import Command, Send, interrupt
 
-from guardian.integrations.observe import TraceRecorder
+from guardian.testing import TraceRecorder
 from tests.loops.corpus import (
     VERBS,
     WORDS,

@@ -17,7 +17,6 @@ from langgraph.types import Command, Send
 
 from guardian.integrations.observe import (
     ObservationTracker,
-    TraceRecorder,
     model_observation,
     node_name,
     node_observation,
@@ -25,7 +24,7 @@ from guardian.integrations.observe import (
     tool_observation,
 )
 from guardian.loops import ModelObservation, NodeObservation, ToolObservation
-from guardian.testing import ScriptedChatModel
+from guardian.testing import ScriptedChatModel, TraceRecorder
 
 SCHEMA = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
 

@@ -13,9 +13,8 @@ from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.tools import tool
 
-from guardian.integrations.observe import TraceRecorder
 from guardian.loops import LoopDetector, LoopVerdict, Observation
-from guardian.testing import ScriptedChatModel
+from guardian.testing import ScriptedChatModel, TraceRecorder
 
 
 class LoopStop(RuntimeError):

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from guardian.integrations.observe import TraceRecorder
 from guardian.loops import LoopDetector, LoopSettings, LoopVerdict, ModelObservation, Observation
+from guardian.testing import TraceRecorder
 from tests.loops.sealed import scenarios as split1
 from tests.loops.sealed2 import scenarios as split2
 from tests.loops.sealed3 import scenarios as split3
