@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
-__all__ = ["METRICS", "MICRO_USD", "NO_LIMIT", "Amounts", "micro_usd", "usd"]
+__all__ = ["METRICS", "MICRO_USD", "NO_LIMIT", "Amounts", "format_amount", "micro_usd", "usd"]
 
 NO_LIMIT = -1  # a budget that sets no limit on a metric: the ledger never refuses on it
 
@@ -72,9 +72,15 @@ def micro_usd(dollars: Decimal | int | str) -> int:
 
 
 def usd(micro: int) -> str:
-    """Whole cents shown as cents; anything finer keeps every micro-dollar."""
+    """Money as Guardian prints it everywhere (CLI, halts, alerts, logs' messages): whole cents as cents
+    ($1.25, $0.00), anything finer exact to the micro-dollar without trailing zeros ($0.005, $0.240523)."""
     sign = "-" if micro < 0 else ""
     dollars, rest = divmod(abs(micro), MICRO_USD)
     if rest % 10_000 == 0:
         return f"{sign}${dollars:,}.{rest // 10_000:02d}"
-    return f"{sign}${dollars:,}.{rest:06d}"
+    return f"{sign}${dollars:,}.{f'{rest:06d}'.rstrip('0')}"
+
+
+def format_amount(metric: str, amount: int) -> str:
+    """One metric's amount: ``cost_usd`` (micro-dollars) as money, counts with thousands separators."""
+    return usd(amount) if metric == "cost_usd" else f"{amount:,}"

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from guardian.amounts import usd
+from guardian.amounts import format_amount, usd
 from guardian.errors import GuardianError, PolicyError
 from guardian.guard import STORE_URL_ENV, BudgetStatus, Guardian, describe_kill, validate_kill_ttl
 from guardian.keys import DEFAULT_PREFIX, KeyBuilder
@@ -82,10 +82,7 @@ def validate(
         raise typer.Exit(1) from None
     out.print(f"[green]valid[/green]: {len(policy.sources)} file(s): {', '.join(policy.sources)}")
     for budget in policy.budgets:
-        limits = ", ".join(
-            f"{metric}={usd(value) if metric == 'cost_usd' else f'{value:,}'}"
-            for metric, value in budget.limited().items()
-        )
+        limits = ", ".join(f"{metric}={format_amount(metric, value)}" for metric, value in budget.limited().items())
         out.print(
             f"  budget [bold]{budget.name}[/bold]: {budget.scope}/{budget.window} ({budget.timezone.key}) "
             f"{limits} action={budget.action}"
@@ -150,7 +147,7 @@ def status(
         out.print(f"loops detected on {day} (UTC): {count} in agent {agent!r} of tenant {loop_tenant!r}")
     for key, metric, amount in grants:
         parsed = guard.keys.parse_bucket(key)
-        shown = usd(amount) if metric == "cost_usd" else f"{amount:,} {metric}"
+        shown = format_amount(metric, amount) + ("" if metric == "cost_usd" else f" {metric}")
         out.print(
             f"[green]granted[/green] {shown} to {parsed.scope} {parsed.scope_key!r} of budget {parsed.budget!r} "
             f"(window {parsed.window}, tenant {parsed.tenant!r})"
@@ -392,7 +389,7 @@ def _status_table(rows: list[BudgetStatus]) -> Table:
     for row in rows:
         in_flight = row.reserved
         tokens = f"{row.spent.total_tokens:,}" + (f" (+{in_flight.total_tokens:,})" if in_flight.total_tokens else "")
-        limits = ", ".join(f"{m}={usd(v) if m == 'cost_usd' else f'{v:,}'}" for m, v in row.limits.items()) or "-"
+        limits = ", ".join(f"{m}={format_amount(m, v)}" for m, v in row.limits.items()) or "-"
         fraction = row.used_fraction()
         table.add_row(
             row.budget,

@@ -170,8 +170,6 @@ class LoopDetected(GuardianHalt):
 
 
 def _format_amount(unit: str, amount: int) -> str:
-    if unit == "cost_usd":
-        from guardian.amounts import usd
+    from guardian.amounts import format_amount  # errors is imported by everything; amounts only here
 
-        return usd(amount)
-    return f"{amount:,}"
+    return format_amount(unit, amount)

@@ -16,8 +16,7 @@ from typing import Any
 import redis
 
 from guardian.alerts import Alert, AlertDispatcher, AlertSink, build_dispatcher
-from guardian.amounts import Amounts, micro_usd
-from guardian.amounts import usd as usd_text
+from guardian.amounts import Amounts, format_amount, micro_usd
 from guardian.errors import GuardianError
 from guardian.identity import Identity
 from guardian.integrations.langchain import GuardianCallbackHandler
@@ -237,7 +236,7 @@ class Guardian:
         else:
             ttl = settings.thread_ttl_s if spec.scope == "thread" else settings.run_ttl_s
         totals = {m: self.store.count(Counter(self.keys.grant(bucket, m), ttl), v, now=now) for m, v in given.items()}
-        shown = ", ".join(f"{usd_text(v) if m == 'cost_usd' else f'{v:,}'} {m}" for m, v in given.items())
+        shown = ", ".join(f"{format_amount(m, v)} {m}" for m, v in given.items())
         self.supervisor.log.warning(
             "budget_granted", budget=spec.name, scope=spec.scope, scope_key=scope_key, window=span.id,
             tenant=identity.tenant, granted=given, granted_total=totals, reason=reason,

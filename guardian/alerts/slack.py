@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ from slack_sdk.webhook import WebhookClient
 
 from guardian.alerts._model import Alert, AlertDeliveryError
 from guardian.alerts.config import AlertsConfig, SlackConfig
+from guardian.amounts import format_amount
 
 __all__ = [
     "SlackSink",
@@ -112,16 +113,6 @@ def format_mention(mention: str | None) -> str | None:
     if mention.startswith(("<@", "<!")) and mention.endswith(">"):
         return mention
     return escape_mrkdwn(mention)
-
-
-def format_amount(metric: str, amount: int) -> str:
-    """Tokens and calls with thousands separators; ``cost_usd`` (micro-dollars) as dollars and cents."""
-    if metric != "cost_usd":
-        return f"{amount:,}"
-    dollars = Decimal(amount) / _MICRO_USD
-    if amount != 0 and abs(dollars) < Decimal("0.01"):
-        return f"${dollars.normalize():f}"  # a sub-cent amount is shown, not rounded to $0.00
-    return f"${dollars.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
 
 
 def _percent(fraction: float) -> str:

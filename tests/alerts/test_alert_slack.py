@@ -11,7 +11,8 @@ import pytest
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 
 from guardian.alerts import Alert, AlertDeliveryError, AlertsConfig, SlackConfig, SlackSink, format_blocks
-from guardian.alerts.slack import format_amount, format_mention, format_text, send_test_alert
+from guardian.alerts.slack import format_mention, format_text, send_test_alert
+from guardian.amounts import format_amount
 from guardian.errors import BudgetExceeded, GuardianError
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def test_threshold_payload(make_alert: Callable[..., Alert]) -> None:
         {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": "*Cost*\n$0.81 of $1.00 (81%)"},
+                {"type": "mrkdwn", "text": "*Cost*\n$0.81234 of $1.00 (81%)"},
                 {"type": "mrkdwn", "text": "*Total tokens*\n81,234 of 100,000 (81%)"},
             ],
         },
@@ -171,7 +172,7 @@ def test_loop_payload(make_alert: Callable[..., Alert]) -> None:
         {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": "*Cost so far*\n$0.10"},
+                {"type": "mrkdwn", "text": "*Cost so far*\n$0.096"},
                 {"type": "mrkdwn", "text": "*Total tokens so far*\n48,000"},
                 {"type": "mrkdwn", "text": "*LLM calls so far*\n12"},
             ],
@@ -288,7 +289,9 @@ def test_all_metrics_in_a_fixed_order(make_alert: Callable[..., Alert]) -> None:
     ("metric", "amount", "shown"),
     [
         ("cost_usd", 1_250_000, "$1.25"),
-        ("cost_usd", 1_234_567_890, "$1,234.57"),
+        ("cost_usd", 1_234_567_890, "$1,234.56789"),
+        ("cost_usd", 2_000, "$0.002"),
+        ("cost_usd", 240_523, "$0.240523"),
         ("cost_usd", 5_000, "$0.005"),
         ("cost_usd", 0, "$0.00"),
         ("total_tokens", 1_234_567, "1,234,567"),
@@ -296,8 +299,8 @@ def test_all_metrics_in_a_fixed_order(make_alert: Callable[..., Alert]) -> None:
     ],
 )
 def test_amount_formatting(metric: str, amount: int, shown: str) -> None:
-    """Micro-dollars show as dollars and cents (sub-cent amounts are not rounded to $0.00);
-    counts get thousands separators."""
+    """Micro-dollars show as whole cents when they are, else exact to the micro-dollar without trailing zeros
+    (never rounded: $0.002, not $0.002000 or $0.00); counts get thousands separators. One format everywhere."""
     assert format_amount(metric, amount) == shown
 
 
