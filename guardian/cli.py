@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn
 
 import structlog
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -21,6 +22,7 @@ from guardian.errors import GuardianError, PolicyError
 from guardian.guard import STORE_URL_ENV, BudgetStatus, Guardian, describe_kill, validate_kill_ttl
 from guardian.keys import DEFAULT_PREFIX, KeyBuilder
 from guardian.policy import Policy, check_policy_without_env, load_policy
+from guardian.windows import window_span
 
 app = typer.Typer(
     help="Guardian: budgets, loop detection and alerts for LLM agents.",
@@ -109,12 +111,24 @@ def status(
     prefix: Prefix = DEFAULT_PREFIX,
     budget: Annotated[str | None, typer.Option(help="Only this budget.")] = None,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, for scripts.")] = False,
+    scope: Annotated[
+        str | None, typer.Option(help="Only this scope (run, thread, agent, user, tenant, global).")
+    ] = None,
+    agent: Annotated[str | None, typer.Option(help="Only the buckets of this agent (agent budgets).")] = None,
+    user: Annotated[str | None, typer.Option(help="Only the buckets of this user (user budgets).")] = None,
+    runs: Annotated[
+        bool, typer.Option("--runs", help="Show run buckets too (hidden by default: one per run).")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object: buckets, kills, loops and grants, for scripts.")
+    ] = False,
 ) -> None:
-    """Live spend per budget and scope, read from the store."""
+    """Live spend per budget and scope, read from the store, most used first."""
     _check_prefix(prefix)
     guard = _open(policy, _fleet_store(store), prefix)
     try:
+        if budget is not None and policy and budget not in {b.name for b in guard.policy.budgets}:
+            _fail(f"the policy has no budget named {budget!r}", 1)
         rows = guard.status(budget=budget, tenant=tenant)
         kills = guard.kills(tenant=tenant)
         loops = [r for r in guard.loop_halts() if tenant is None or r[0] == tenant]
@@ -127,31 +141,58 @@ def status(
         guard.close()
     if warning:
         err.print(f"[yellow]warning[/yellow]: {escape(warning)}")
+    if budget is not None and not rows and not policy:
+        _fail(f"no bucket of a budget named {budget!r} in the store (give -p POLICY to check the name)", 1)
+    wanted = [r for r in rows if _row_shown(r, scope, agent, user)]
+    hidden = 0 if runs or scope == "run" else sum(r.scope == "run" for r in wanted)
+    shown = [r for r in wanted if runs or scope == "run" or r.scope != "run"]
+    shown.sort(key=lambda r: (-(r.used_fraction() or 0.0), r.budget, r.scope_key))
+    resets = {id(r): _reset_at(guard, r) for r in shown}
     if as_json:
-        for row in rows:
-            typer.echo(json.dumps(_status_json(row), sort_keys=True))
-        for flag in kills:
-            typer.echo(json.dumps({"killed": flag.target, "value": flag.value, "tenant": flag.tenant}))
-        for loop_tenant, agent, day, count in loops:
-            typer.echo(json.dumps({"loop_halts": count, "tenant": loop_tenant, "agent": agent, "day": day}))
-        for key, metric, amount in grants:
-            typer.echo(json.dumps({"granted": amount, "unit": metric, "bucket": key}))
+        document = {
+            "buckets": [{**_status_json(r), "resets_at": resets[id(r)]} for r in shown],
+            "hidden_run_buckets": hidden,
+            "kills": [{"target": f.target, "value": f.value, "tenant": f.tenant} for f in kills],
+            "loops": [{"tenant": t, "agent": a, "day": d, "count": c} for t, a, d, c in loops],
+            "grants": [{"bucket": k, "unit": m, "granted": g} for k, m, g in grants],
+        }
+        typer.echo(json.dumps(document, sort_keys=True))
         return
-    if not rows:
-        out.print("no spend recorded")
+    if not shown:
+        out.print("no spend recorded" if not hidden else "no spend recorded outside runs")
     else:
-        out.print(_status_table(rows))
+        out.print(_status_table(shown, resets, guard.clock()))
+    if hidden:
+        out.print(f"{hidden} run bucket(s) hidden: --runs shows them")
     for flag in kills:
         out.print(f"[red]killed[/red] {escape(describe_kill(flag))}")
-    for loop_tenant, agent, day, count in loops:
-        out.print(f"loops detected on {day} (UTC): {count} in agent {agent!r} of tenant {loop_tenant!r}")
+    for loop_tenant, loop_agent, day, count in loops:
+        out.print(f"loops detected on {day} (UTC): {count} in agent {loop_agent!r} of tenant {loop_tenant!r}")
     for key, metric, amount in grants:
         parsed = guard.keys.parse_bucket(key)
-        shown = format_amount(metric, amount) + ("" if metric == "cost_usd" else f" {metric}")
+        granted = format_amount(metric, amount) + ("" if metric == "cost_usd" else f" {metric}")
         out.print(
-            f"[green]granted[/green] {shown} to {parsed.scope} {parsed.scope_key!r} of budget {parsed.budget!r} "
+            f"[green]granted[/green] {granted} to {parsed.scope} {parsed.scope_key!r} of budget {parsed.budget!r} "
             f"(window {parsed.window}, tenant {parsed.tenant!r})"
         )
+
+
+def _row_shown(row: BudgetStatus, scope: str | None, agent: str | None, user: str | None) -> bool:
+    if scope is not None and row.scope != scope:
+        return False
+    if agent is not None and not (row.scope == "agent" and row.scope_key == agent):
+        return False
+    return user is None or (row.scope == "user" and row.scope_key == user)
+
+
+def _reset_at(guard: Guardian, row: BudgetStatus) -> float | None:
+    """When the row's window ends (epoch seconds), if it is the budget's current window."""
+    try:
+        spec = guard.policy.budget(row.budget)
+    except KeyError:
+        return None
+    span = window_span(spec.window, spec.timezone, guard.clock())
+    return span.end if span.id == row.window else None
 
 
 def _grant_shown(guard: Guardian, bucket: str, budget: str | None, tenant: str | None) -> bool:
@@ -369,42 +410,49 @@ def _status_json(row: BudgetStatus) -> dict[str, object]:
     }
 
 
-def _status_table(rows: list[BudgetStatus]) -> Table:
-    table = Table(title="Guardian spend")
-    columns = (
-        "budget",
-        "scope",
-        "key",
-        "window",
-        "tokens",
-        "cost",
-        "llm calls",
-        "tool calls",
-        "refused",
-        "limit",
-        "used",
-    )
-    for column in columns:
-        table.add_column(column, justify="right" if column in ("tokens", "cost", "used", "refused") else "left")
-    for row in rows:
+def _in(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    return f"in {days}d {hours}h" if days else f"in {hours}h {minutes:02d}m"
+
+
+def _status_table(rows: list[BudgetStatus], resets: dict[int, float | None], now: float) -> Table:
+    """What an operator reads first, names never cut: the limits themselves are in --json."""
+    table = Table(title="Guardian spend", box=box.SIMPLE_HEAD)
+    keys = [_bucket_name(r) for r in rows]
+    table.add_column("budget", no_wrap=True)
+    table.add_column("bucket", no_wrap=True, min_width=max(len(k) for k in keys))
+    table.add_column("used", justify="right", no_wrap=True)
+    table.add_column("cost", justify="right", no_wrap=True)
+    table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("calls", justify="right", no_wrap=True)
+    table.add_column("resets", no_wrap=True)
+    for row, key in zip(rows, keys, strict=True):
         in_flight = row.reserved
         tokens = f"{row.spent.total_tokens:,}" + (f" (+{in_flight.total_tokens:,})" if in_flight.total_tokens else "")
-        limits = ", ".join(f"{m}={format_amount(m, v)}" for m, v in row.limits.items()) or "-"
+        calls = f"{row.spent.llm_calls:,}" + (f" ({row.refused:,} refused)" if row.refused else "")
+        if row.spent.tool_calls:
+            calls += f", {row.spent.tool_calls:,} tools"
         fraction = row.used_fraction()
+        reset = resets.get(id(row))
         table.add_row(
             row.budget,
-            row.scope,
-            row.scope_key if row.tenant is None or row.scope == "tenant" else f"{row.tenant}/{row.scope_key}",
-            row.window,
-            tokens,
-            usd(row.spent.cost_usd),
-            str(row.spent.llm_calls),
-            str(row.spent.tool_calls),
-            str(row.refused),
-            limits,
+            key,
             "-" if fraction is None else f"{fraction:.0%}",
+            usd(row.spent.cost_usd),
+            tokens,
+            calls,
+            row.window if reset is None else _in(max(0.0, reset - now)),  # a past window: its id
         )
     return table
+
+
+def _bucket_name(row: BudgetStatus) -> str:
+    """``user acme/alice``: the scope and whose bucket it is, tenant first where the scope is within one."""
+    if row.tenant is None or row.scope in ("tenant", "global"):
+        return f"{row.scope} {row.scope_key}"
+    return f"{row.scope} {row.tenant}/{row.scope_key}"
 
 
 def main() -> None:

@@ -69,7 +69,7 @@ def test_status_and_kill_work_against_the_fleet_store(redis_url: str, key_prefix
     common = ["--store", redis_url, "--prefix", key_prefix]
     status = runner.invoke(app, ["status", *common, "--budget", "daily", "--json"])
     assert status.exit_code == 0, status.output
-    (row,) = [json.loads(line) for line in status.stdout.splitlines()]  # warnings go to stderr
+    (row,) = json.loads(status.stdout)["buckets"]  # warnings go to stderr
     assert (row["budget"], row["tenant"], row["scope_key"]) == ("daily", "acme", "alice")
     assert row["spent"]["llm_calls"] == 1
     assert row["spent"]["cost_usd"] > 0
@@ -84,6 +84,43 @@ def test_status_and_kill_work_against_the_fleet_store(redis_url: str, key_prefix
     assert guard.kills() == []
     assert runner.invoke(app, ["kill", *common]).exit_code == 2
     guard.close()
+
+
+@pytest.mark.redis
+def test_status_hides_run_buckets_filters_sorts_and_says_when_windows_reset(
+    redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    """Run buckets are hidden unless --runs; --scope/--user filter; the most used bucket comes first; the day
+    window says when it resets; --json is one typed object; an unknown --budget is an error."""
+    import yaml
+
+    budgets = [
+        {"name": "daily", "scope": "user", "window": "day", "limits": {"llm_calls": 4}},
+        {"name": "per-run", "scope": "run", "limits": {"llm_calls": 100}},
+    ]
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "budgets": budgets}))
+    guard = Guardian(Policy.from_yaml(path), store=redis_url, key_prefix=key_prefix)
+    model = ScriptedChatModel(replies=["hi"], cycle=True, max_tokens=10)
+    for user, calls in (("alice", 1), ("bob", 3)):
+        for _ in range(calls):
+            model.invoke("q", config={"callbacks": [guard.callback(user=user)]})
+    guard.close()
+    common = ["--store", redis_url, "--prefix", key_prefix, "-p", str(path)]
+    table = runner.invoke(app, ["status", *common])
+    assert table.exit_code == 0, table.output
+    assert "4 run bucket(s) hidden: --runs shows them" in table.output
+    assert table.output.index("bob") < table.output.index("alice")  # 75% used before 25%
+    assert "in " in table.output  # the day window's reset
+    document = json.loads(runner.invoke(app, ["status", *common, "--json", "--runs"]).stdout)
+    assert {b["scope"] for b in document["buckets"]} == {"user", "run"}
+    assert all(b["resets_at"] is not None for b in document["buckets"] if b["scope"] == "user")
+    assert set(document) == {"buckets", "hidden_run_buckets", "kills", "loops", "grants"}
+    only = json.loads(runner.invoke(app, ["status", *common, "--json", "--user", "alice"]).stdout)["buckets"]
+    assert [(b["scope"], b["scope_key"]) for b in only] == [("user", "alice")]
+    unknown = runner.invoke(app, ["status", *common, "--budget", "dialy"])
+    assert unknown.exit_code == 1
+    assert "no budget named 'dialy'" in unknown.output
 
 
 def test_demo_stops_the_runaway_agent_and_alerts() -> None:
@@ -215,11 +252,8 @@ def test_kill_with_a_tenant_halts_that_tenant_only_and_says_so(redis_url: str, k
     status = runner.invoke(app, ["status", *common]).stdout
     assert "killed user 'alice' in tenant 'acme'" in status
     assert "killed agent 'bot' in every tenant" in status
-    beta = [
-        json.loads(line)
-        for line in runner.invoke(app, ["status", *common, "--tenant", "beta", "--json"]).stdout.splitlines()
-    ]
-    assert beta == [{"killed": "agent", "value": "bot", "tenant": None}]  # acme's kill does not halt beta
+    beta = json.loads(runner.invoke(app, ["status", *common, "--tenant", "beta", "--json"]).stdout)["kills"]
+    assert beta == [{"target": "agent", "value": "bot", "tenant": None}]  # acme's kill does not halt beta
     assert runner.invoke(app, ["kill", "--user", "alice", "--clear", *common]).exit_code == 0
     assert KillFlag("user", "alice", "acme") in guard.kills()  # the fleet-wide flag was not the one set
     cleared = runner.invoke(app, ["kill", "--user", "alice", "--tenant", "acme", "--clear", *common])
