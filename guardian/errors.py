@@ -86,6 +86,7 @@ class BudgetExceeded(GuardianHalt):
         spent: int,
         requested: int,
         run_id: str | None,
+        inspect: str | None = None,
     ) -> None:
         self.budget = budget
         self.scope = scope
@@ -99,7 +100,7 @@ class BudgetExceeded(GuardianHalt):
         message = (
             f"budget {budget!r} ({scope} {scope_key!r}, window {window}) would pass its {unit} limit: "
             f"limit {shown[0]}, spent and reserved {shown[1]}, this call needs {shown[2]}. "
-            f"Inspect with `guardian status --budget {budget}`; raise the limit in the policy "
+            f"Inspect with {inspect or f'`guardian status --budget {budget}`'}; raise the limit in the policy "
             f"or wait for the window to roll over."
         )
         super().__init__(message, run_id=run_id)

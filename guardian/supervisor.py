@@ -578,7 +578,8 @@ class Supervisor:
         tokens = verdict.loop_tokens or sum(t for t, _ in recent)
         message = (
             f"{verdict.description.rstrip('.')} ({usd(cost)}). Run {run.run_id}, loop rule {rule.name!r}: "
-            "look at the run's trace for why the agent repeats itself; `guardian status` counts loop halts."
+            "look at the run's trace for why the agent repeats itself; "
+            + ("`guardian status` counts loop halts." if self.store.shared else "`guard.loop_halts()` counts them.")
         )
         now = self.clock()
         self.log.warning(
@@ -812,7 +813,8 @@ class Supervisor:
             "spent": refusal.current,
             "requested": refusal.requested,
         }
-        halt = BudgetExceeded(**details, run_id=run.run_id)
+        inspect = None if self.store.shared else f"`guard.status(budget={bound.budget.name!r})` (the embedded store)"
+        halt = BudgetExceeded(**details, run_id=run.run_id, inspect=inspect)
         self.log.warning("budget_exceeded", **run.fields, **details, action="kill")
         state = result.states[refusal.target_index] if result.states else None
         self._alert("exceeded", run, bound, state, threshold=1.0, reason=str(halt), now=request.now)

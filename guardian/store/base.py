@@ -174,6 +174,10 @@ class Store(abc.ABC):
     than the budget allows. What it charged is kept ``SETTLED_TTL_S``, so a late commit or release corrects it.
     """
 
+    # Whether other processes (the CLI among them) can read this store: False for the embedded one, whose
+    # halts point at ``Guardian.status()`` rather than ``guardian status``.
+    shared: bool = True
+
     @abc.abstractmethod
     def reserve(self, request: ReserveRequest) -> ReserveResult:
         """All-or-nothing over the targets: refuse if a kill flag is set, or if any enforced

@@ -99,6 +99,8 @@ class _Bucket:
 class MemoryStore(Store):
     """Thread-safe, one process. Expired buckets, holds and flags are swept as time passes."""
 
+    shared = False
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}

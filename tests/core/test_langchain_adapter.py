@@ -89,7 +89,10 @@ def test_refusal_happens_before_the_provider_is_called(make_guardian: GuardianFa
         2,
     )
     assert err.run_id is not None
-    assert "guardian status --budget daily" in str(err)
+    # The hint points where the bucket can be read: the CLI for a shared store, the Guardian for the embedded one.
+    shared = guard.store.shared
+    assert ("guardian status --budget daily" in str(err)) == shared
+    assert ("guard.status(budget='daily')" in str(err)) == (not shared)
     assert isinstance(err, RuntimeError)
     assert isinstance(err, GuardianError)
     assert isinstance(err, GuardianHalt)
