@@ -27,6 +27,7 @@ from guardian.windows import window_span
 app = typer.Typer(
     help="Guardian: budgets, loop detection and alerts for LLM agents.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain click help: a flag reads as a flag, not as an option taking "<bool>"
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -34,17 +35,19 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 PolicyPaths = Annotated[
-    list[Path] | None, typer.Option("--policy", "-p", help="Policy file or directory (repeatable).")
+    list[Path] | None, typer.Option("--policy", "-p", metavar="PATH", help="Policy file or directory (repeatable).")
 ]
 StoreUrl = Annotated[
     str | None,
-    typer.Option("--store", help=f"Store URL (default: ${STORE_URL_ENV}, else the embedded store)."),
+    typer.Option("--store", metavar="URL", help=f"Store URL (default: ${STORE_URL_ENV}, else the embedded store)."),
 ]
 FleetStoreUrl = Annotated[
     str | None,
-    typer.Option("--store", help=f"The fleet's Redis, redis://, rediss:// or unix:// (default: ${STORE_URL_ENV})."),
+    typer.Option(
+        "--store", metavar="URL", help=f"The fleet's Redis, redis://, rediss:// or unix:// (default: ${STORE_URL_ENV})."
+    ),
 ]
-Prefix = Annotated[str, typer.Option("--prefix", help="Key prefix of the store.")]
+Prefix = Annotated[str, typer.Option("--prefix", help="Key prefix of the store.", metavar="PREFIX")]
 
 
 def _validate_without_env(paths: list[Path]) -> None:
@@ -67,7 +70,9 @@ def validate(
     no_env: Annotated[
         bool,
         typer.Option(
-            "--no-env", help="Check without the environment (CI without the secrets): ${VAR} is not looked up."
+            "--no-env",
+            metavar="",
+            help="Check without the environment (CI without the secrets): ${VAR} is not looked up.",
         ),
     ] = False,
 ) -> None:
@@ -109,18 +114,24 @@ def status(
     policy: PolicyPaths = None,
     store: FleetStoreUrl = None,
     prefix: Prefix = DEFAULT_PREFIX,
-    budget: Annotated[str | None, typer.Option(help="Only this budget.")] = None,
-    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    budget: Annotated[str | None, typer.Option("--budget", metavar="NAME", help="Only this budget.")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", metavar="NAME", help="Only this tenant.")] = None,
     scope: Annotated[
-        str | None, typer.Option(help="Only this scope (run, thread, agent, user, tenant, global).")
+        str | None,
+        typer.Option("--scope", metavar="SCOPE", help="Only this scope (run, thread, agent, user, tenant, global)."),
     ] = None,
-    agent: Annotated[str | None, typer.Option(help="Only the buckets of this agent (agent budgets).")] = None,
-    user: Annotated[str | None, typer.Option(help="Only the buckets of this user (user budgets).")] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", metavar="NAME", help="Only the buckets of this agent (agent budgets).")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", metavar="NAME", help="Only the buckets of this user (user budgets).")
+    ] = None,
     runs: Annotated[
-        bool, typer.Option("--runs", help="Show run buckets too (hidden by default: one per run).")
+        bool, typer.Option("--runs", metavar="", help="Show run buckets too (hidden by default: one per run).")
     ] = False,
     as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON object: buckets, kills, loops and grants, for scripts.")
+        bool,
+        typer.Option("--json", metavar="", help="One JSON object: buckets, kills, loops and grants, for scripts."),
     ] = False,
 ) -> None:
     """Live spend per budget and scope, read from the store, most used first."""
@@ -202,14 +213,21 @@ def _grant_shown(guard: Guardian, bucket: str, budget: str | None, tenant: str |
 
 @app.command()
 def kill(
-    run: Annotated[str | None, typer.Option("--run", help="A run id.")] = None,
-    agent: Annotated[str | None, typer.Option("--agent", help="An agent (in every tenant, or in --tenant).")] = None,
-    user: Annotated[str | None, typer.Option("--user", help="A user (in every tenant, or in --tenant).")] = None,
-    tenant: Annotated[
-        str | None, typer.Option("--tenant", help="Alone: the whole tenant. With --agent/--user: only in it.")
+    run: Annotated[str | None, typer.Option("--run", help="A run id.", metavar="ID")] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", metavar="NAME", help="An agent (in every tenant, or in --tenant).")
     ] = None,
-    clear: Annotated[bool, typer.Option("--clear", help="Lift the kill flag instead.")] = False,
-    ttl: Annotated[float, typer.Option(help="Seconds the flag lasts (above 0, at most a year).")] = 86_400.0,
+    user: Annotated[
+        str | None, typer.Option("--user", metavar="NAME", help="A user (in every tenant, or in --tenant).")
+    ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", metavar="NAME", help="Alone: the whole tenant. With --agent/--user: only in it."),
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", metavar="", help="Lift the kill flag instead.")] = False,
+    ttl: Annotated[
+        float, typer.Option("--ttl", metavar="SECONDS", help="Seconds the flag lasts (above 0, at most a year).")
+    ] = 86_400.0,
     policy: PolicyPaths = None,
     store: FleetStoreUrl = None,
     prefix: Prefix = DEFAULT_PREFIX,
@@ -240,16 +258,25 @@ def kill(
 
 @app.command()
 def grant(
-    budget: Annotated[str, typer.Option("--budget", help="The budget to give more room.")],
-    usd: Annotated[str | None, typer.Option("--usd", help="Dollars to add to its cost limit.")] = None,
-    tokens: Annotated[int | None, typer.Option("--tokens", help="Tokens to add to its total_tokens limit.")] = None,
-    calls: Annotated[int | None, typer.Option("--calls", help="Model calls to add to its llm_calls limit.")] = None,
-    run: Annotated[str | None, typer.Option("--run", help="The run (a run budget).")] = None,
-    thread: Annotated[str | None, typer.Option("--thread", help="The thread (a thread budget).")] = None,
-    agent: Annotated[str | None, typer.Option("--agent", help="The agent (an agent budget).")] = None,
-    user: Annotated[str | None, typer.Option("--user", help="The user (a user budget).")] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant", help="The tenant (default: 'default').")] = None,
-    reason: Annotated[str, typer.Option("--reason", help="Why, for the audit log and the alert.")] = "",
+    budget: Annotated[str, typer.Option("--budget", metavar="NAME", help="The budget to give more room.")],
+    usd: Annotated[
+        str | None,
+        typer.Option("--usd", metavar="DOLLARS", help="Dollars to add to its cost limit."),
+    ] = None,
+    tokens: Annotated[
+        int | None, typer.Option("--tokens", metavar="N", help="Tokens to add to its total_tokens limit.")
+    ] = None,
+    calls: Annotated[
+        int | None, typer.Option("--calls", metavar="N", help="Model calls to add to its llm_calls limit.")
+    ] = None,
+    run: Annotated[str | None, typer.Option("--run", metavar="ID", help="The run (a run budget).")] = None,
+    thread: Annotated[str | None, typer.Option("--thread", metavar="ID", help="The thread (a thread budget).")] = None,
+    agent: Annotated[str | None, typer.Option("--agent", metavar="NAME", help="The agent (an agent budget).")] = None,
+    user: Annotated[str | None, typer.Option("--user", metavar="NAME", help="The user (a user budget).")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", metavar="NAME", help="The tenant (default: 'default').")
+    ] = None,
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why, for the audit log and the alert.")] = "",
     policy: PolicyPaths = None,
     store: FleetStoreUrl = None,
     prefix: Prefix = DEFAULT_PREFIX,
@@ -315,7 +342,7 @@ def doctor(store: FleetStoreUrl = None, prefix: Prefix = DEFAULT_PREFIX) -> None
 @app.command()
 def demo(
     store: StoreUrl = None,
-    steps: Annotated[int, typer.Option(help="The most steps the runaway agent may take.")] = 60,
+    steps: Annotated[int, typer.Option("--steps", metavar="N", help="The most steps the runaway agent may take.")] = 60,
 ) -> None:
     """A runaway LangGraph agent, stopped by Guardian (embedded store unless --store or $GUARDIAN_STORE_URL)."""
     from guardian.demo import run_demo

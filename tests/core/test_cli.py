@@ -297,3 +297,12 @@ def test_kill_refuses_an_embedded_store_named_by_the_environment(monkeypatch: py
     monkeypatch.setenv("GUARDIAN_STORE_URL", "memory://")
     output = _refused(runner.invoke(app, ["kill", "--user", "alice"]))
     assert "embedded store" in output
+
+
+@pytest.mark.parametrize("command", ["validate", "status", "kill", "grant", "doctor", "demo", "alert-test"])
+def test_help_shows_flags_as_flags(command: str) -> None:
+    """A boolean flag reads as a flag (no "<bool>" to fill in); options that take a value name it."""
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output
+    assert "<str>" not in result.output
