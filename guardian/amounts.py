@@ -5,10 +5,21 @@ Money is never a float here: ``cost_usd`` is counted in micro-dollars (1 USD = 1
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
-__all__ = ["METRICS", "MICRO_USD", "NO_LIMIT", "Amounts", "format_amount", "micro_usd", "usd"]
+__all__ = [
+    "METRICS",
+    "MICRO_USD",
+    "NO_LIMIT",
+    "Amounts",
+    "format_amount",
+    "metric_label",
+    "micro_usd",
+    "unit_named",
+    "usd",
+]
 
 NO_LIMIT = -1  # a budget that sets no limit on a metric: the ledger never refuses on it
 
@@ -84,3 +95,14 @@ def usd(micro: int) -> str:
 def format_amount(metric: str, amount: int) -> str:
     """One metric's amount: ``cost_usd`` (micro-dollars) as money, counts with thousands separators."""
     return usd(amount) if metric == "cost_usd" else f"{amount:,}"
+
+
+def metric_label(metric: str) -> str:
+    """A metric's name where its value is shown as stored: ``cost_usd`` (dollars in a policy) holds
+    micro-dollars everywhere else, so events, JSON and alert fields call it ``cost_micro_usd``."""
+    return "cost_micro_usd" if metric == "cost_usd" else metric
+
+
+def unit_named(amounts: Mapping[str, int]) -> dict[str, int]:
+    """Amounts keyed by ``metric_label``: what logs, alerts and ``status --json`` print."""
+    return {metric_label(k): v for k, v in amounts.items()}

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from guardian.amounts import format_amount, usd
+from guardian.amounts import format_amount, unit_named, usd
 from guardian.errors import GuardianError, PolicyError
 from guardian.guard import STORE_URL_ENV, BudgetStatus, Guardian, describe_kill, validate_kill_ttl
 from guardian.keys import DEFAULT_PREFIX, KeyBuilder
@@ -429,9 +429,9 @@ def _status_json(row: BudgetStatus) -> dict[str, object]:
         "scope_key": row.scope_key,
         "tenant": row.tenant,
         "window": row.window,
-        "spent": asdict(row.spent),
-        "reserved": asdict(row.reserved),
-        "limits": row.limits,
+        "spent": unit_named(asdict(row.spent)),  # micro-dollars as cost_micro_usd, like every event
+        "reserved": unit_named(asdict(row.reserved)),
+        "limits": unit_named(row.limits),
         "refused": row.refused,
         "used": row.used_fraction(),
     }

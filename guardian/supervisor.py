@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from guardian.alerts._model import Alert
-from guardian.amounts import METRICS, Amounts, usd
+from guardian.amounts import METRICS, Amounts, metric_label, unit_named, usd
 from guardian.errors import (
     BudgetExceeded,
     GuardianHalt,
@@ -276,7 +276,7 @@ class Supervisor:
             **run.fields,
             halted=type(run.halt).__name__ if run.halt else None,
             error=type(error).__name__ if error is not None and run.halt is None else None,
-            **{f"spent_{k}": v for k, v in _unit_named(run.spent.nonzero()).items()},
+            **{f"spent_{k}": v for k, v in unit_named(run.spent.nonzero()).items()},
         )
 
     def _sync(self, run: RunState) -> None:
@@ -815,7 +815,10 @@ class Supervisor:
         }
         inspect = None if self.store.shared else f"`guard.status(budget={bound.budget.name!r})` (the embedded store)"
         halt = BudgetExceeded(**details, run_id=run.run_id, inspect=inspect)
-        self.log.warning("budget_exceeded", **run.fields, **details, action="kill")
+        # In the event, the unit names what limit/spent/requested count: cost_micro_usd for a cost limit.
+        self.log.warning(
+            "budget_exceeded", **run.fields, **{**details, "unit": metric_label(refusal.metric)}, action="kill"
+        )
         state = result.states[refusal.target_index] if result.states else None
         self._alert("exceeded", run, bound, state, threshold=1.0, reason=str(halt), now=request.now)
         for b, other in zip(all_bound, result.states, strict=False):
@@ -976,8 +979,3 @@ def _dedup_key(kind: str, b: _Bound, threshold: float) -> str:
     """One alert per bucket (its key names the tenant, budget, scope and window), kind and threshold: two
     tenants' users of the same name never silence each other."""
     return f"{kind}:{b.target.key}:{threshold:g}"
-
-
-def _unit_named(amounts: dict[str, int]) -> dict[str, int]:
-    """Amounts as log fields: micro-dollars are named so, never ``cost_usd``."""
-    return {("cost_micro_usd" if k == "cost_usd" else k): v for k, v in amounts.items()}

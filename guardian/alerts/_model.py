@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from guardian.amounts import unit_named
 from guardian.errors import GuardianError
 
 __all__ = ["ALERT_KINDS", "Alert", "AlertDeliveryError", "AlertKind"]
@@ -70,7 +71,8 @@ class Alert:
         object.__setattr__(self, "limit", {k: int(v) for k, v in self.limit.items()})
 
     def to_log_fields(self) -> dict[str, Any]:
-        """Flat fields for a log event: amounts become ``spent_<metric>`` and ``limit_<metric>``."""
+        """Flat fields for a log event: amounts become ``spent_<metric>`` and ``limit_<metric>``, micro-dollars
+        named so (``spent_cost_micro_usd``)."""
         fields: dict[str, Any] = {
             "kind": self.kind,
             "dedup_key": self.dedup_key,
@@ -85,8 +87,8 @@ class Alert:
             "window": self.window,
             "threshold": self.threshold,
         }
-        fields.update({f"spent_{metric}": value for metric, value in self.spent.items()})
-        fields.update({f"limit_{metric}": value for metric, value in self.limit.items()})
+        fields.update({f"spent_{metric}": value for metric, value in unit_named(self.spent).items()})
+        fields.update({f"limit_{metric}": value for metric, value in unit_named(self.limit).items()})
         fields["reason"] = self.reason
         fields["action_hint"] = self.action_hint
         return fields

@@ -282,7 +282,7 @@ def test_log_sink_gets_every_kind_slack_only_enabled_ones(
     assert [a.kind for a in slack_like.alerts] == ["exceeded"]
     logged = _events(logs, "alert")
     assert [(e["kind"], e["log_level"]) for e in logged] == [("threshold", "info"), ("exceeded", "warning")]
-    assert logged[1]["spent_cost_usd"] == 1_250_000
+    assert logged[1]["spent_cost_micro_usd"] == 1_250_000
 
 
 def test_build_dispatcher_from_config(
@@ -342,7 +342,7 @@ def test_undeliverable_alert_is_dropped_loudly(
     assert dropped["drop_reason"] == "delivery_failed"
     assert dropped["sinks"] == ["flaky"]
     assert len(dropped["errors"]) == 3
-    assert (dropped["budget"], dropped["user"], dropped["spent_cost_usd"]) == (
+    assert (dropped["budget"], dropped["user"], dropped["spent_cost_micro_usd"]) == (
         "user-daily",
         "alice",
         1_250_000,

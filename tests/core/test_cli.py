@@ -72,7 +72,7 @@ def test_status_and_kill_work_against_the_fleet_store(redis_url: str, key_prefix
     (row,) = json.loads(status.stdout)["buckets"]  # warnings go to stderr
     assert (row["budget"], row["tenant"], row["scope_key"]) == ("daily", "acme", "alice")
     assert row["spent"]["llm_calls"] == 1
-    assert row["spent"]["cost_usd"] > 0
+    assert row["spent"]["cost_micro_usd"] > 0  # micro-dollars, named so
     table = runner.invoke(app, ["status", *common])
     assert table.exit_code == 0
     assert "Guardian spend" in table.output
