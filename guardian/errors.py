@@ -92,7 +92,8 @@ class BudgetExceeded(GuardianHalt):
         self.scope = scope
         self.scope_key = scope_key
         self.window = window
-        self.unit = unit
+        # What limit/spent/requested count, named as every output names it: cost limits in micro-dollars.
+        self.unit = "cost_micro_usd" if unit == "cost_usd" else unit
         self.limit = limit
         self.spent = spent
         self.requested = requested

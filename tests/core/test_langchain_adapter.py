@@ -621,14 +621,15 @@ def test_a_handler_attached_to_the_model_warns_once_with_the_fix(make_guardian: 
 
 
 def test_money_in_events_is_named_by_its_unit(make_guardian: GuardianFactory) -> None:
-    """A cost limit's budget_exceeded event says its amounts are micro-dollars (unit cost_micro_usd), the halt
-    message shows dollars, and the alert's log fields name micro-dollars too."""
+    """A cost limit's budget_exceeded event and halt say their amounts are micro-dollars (unit cost_micro_usd),
+    the halt message shows dollars, and the alert's log fields name micro-dollars too."""
     guard = make_guardian({"budgets": [{"name": "cap", "scope": "run", "limits": {"cost_usd": 0.000001}}]})
     with capture_logs() as logs, pytest.raises(BudgetExceeded) as caught:
         ScriptedChatModel(replies=["ok"]).invoke("hi", config={"callbacks": [guard.callback()]})
     (event,) = [e for e in logs if e["event"] == "budget_exceeded"]
     assert (event["unit"], event["limit"]) == ("cost_micro_usd", 1)
     assert "limit $0.000001" in str(caught.value)
+    assert (caught.value.unit, caught.value.limit) == ("cost_micro_usd", 1)
     assert guard.alerts.flush(5.0)
     fields = [e for e in logs if e["event"] == "alert"]
     assert all("spent_cost_usd" not in e and "limit_cost_usd" not in e for e in fields)
