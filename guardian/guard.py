@@ -173,7 +173,7 @@ class Guardian:
         self.alerts.submit(
             Alert(
                 kind="killed",
-                dedup_key=f"killed:{target}:{value}:{scoped_to or ''}:{now:.3f}",
+                dedup_key=self.keys.dedup("killed", target, value, scoped_to or "", f"{now:.3f}"),
                 dedup_ttl_s=ttl_s or 86_400.0,
                 occurred_at=now,
                 run_id=value if target == "run" else None,
@@ -244,7 +244,7 @@ class Guardian:
         self.alerts.submit(
             Alert(
                 kind="granted",
-                dedup_key=f"granted:{bucket}:{now:.3f}",
+                dedup_key=self.keys.dedup("granted", bucket, f"{now:.3f}"),
                 dedup_ttl_s=max(1.0, ttl),
                 occurred_at=now,
                 run_id=run,

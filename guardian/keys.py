@@ -78,6 +78,16 @@ class KeyBuilder:
         parts = (escape(b.budget), escape(b.scope), escape(b.scope_key), escape(b.window))
         return f"{self.prefix}{{{self._tag(b.tenant)}}}:b:{':'.join(parts)}"
 
+    def run_bucket_template(self, tenant: str, budget: str) -> tuple[str, str]:
+        """(head, tail) of a run bucket's key: ``head + escape(run_id) + tail`` is
+        ``bucket(BucketKey(tenant, budget, "run", run_id, "run"))``, without rebuilding the rest per run."""
+        head = f"{self.prefix}{{{self._tag(tenant)}}}:b:{escape(budget)}:{escape('run')}:"
+        return head, f":{escape('run')}"
+
+    def dedup(self, kind: str, *parts: str) -> str:
+        """The key an alert is deduplicated by: its kind and what it is about."""
+        return ":".join([kind, *parts])
+
     def call_marker(self, tenant: str | None, call_id: str) -> str:
         return f"{self.prefix}{{{self._tag(tenant)}}}:c:{escape(call_id)}"
 

@@ -57,7 +57,6 @@ __all__ = ["AlertSubmitter", "CallState", "Decision", "RunState", "Supervisor"]
 WINDOW_GRACE_S = 2 * 86_400.0  # calendar buckets outlive their window so `guardian status` can show yesterday
 TARGETS_REFRESH_S = 3_600.0  # run-window buckets get their TTL pushed forward this often
 OUTAGE_RETRY_S = 1.0  # with fail_open, how long calls skip a store that just failed
-PLACEHOLDER = "\x00"  # stands for the run id in a run bucket's key template
 RETIRED_RUN_KEEP_S = 3_600.0  # a finished run's buckets in an in-process store: long enough to inspect
 CHARS_PER_TOKEN = 4  # langchain-core's approximation, for streamed output before the provider reports usage
 OVER_HOLD_FACTOR = 2  # a commit this many times its hold (and OVER_HOLD_MIN_TOKENS more) is logged
@@ -231,11 +230,7 @@ class Supervisor:
         run_keys = []
         for budget in budgets:
             if budget.scope == "run":
-                # A run bucket's key ends ':<run id>:run'; build it once with a placeholder and cut that off.
-                tail = f":{escape(PLACEHOLDER)}:run"
-                key = self.keys.bucket(BucketKey(identity.tenant, budget.name, "run", PLACEHOLDER, "run"))
-                assert key.endswith(tail)
-                run_keys.append((budget, key[: -len(tail)] + ":", ":run"))
+                run_keys.append((budget, *self.keys.run_bucket_template(identity.tenant, budget.name)))
         # An agent or user is killed fleet-wide or in one tenant: check both flags (one EXISTS in the ledger).
         flags: list[tuple[KillTarget, str, str | None]] = [
             ("agent", identity.agent, None),
@@ -599,7 +594,7 @@ class Supervisor:
             self.alerts.submit(
                 Alert(
                     kind="loop",
-                    dedup_key=f"loop:{run.run_id}:{rule.name}",
+                    dedup_key=self.keys.dedup("loop", run.run_id, rule.name),
                     dedup_ttl_s=self._settings.run_ttl_s,
                     occurred_at=now,
                     run_id=run.run_id,
@@ -855,7 +850,7 @@ class Supervisor:
                 self._alert("threshold", run, b, state, threshold=threshold, reason="", now=now)
 
     def _alert_only_exceeded(self, run: RunState, b: _Bound, state: BucketState, metric: str, now: float) -> None:
-        key = _dedup_key("exceeded", b, 1.0)
+        key = self.keys.dedup("exceeded", b.target.key, "1")  # one alert per bucket, kind and threshold
         if key in self._alerted:
             return
         limit = b.budget.limited()[metric]
@@ -889,7 +884,7 @@ class Supervisor:
         reason: str,
         now: float,
     ) -> None:
-        key = _dedup_key(kind, b, threshold)
+        key = self.keys.dedup(kind, b.target.key, f"{threshold:g}")  # one alert per bucket, kind and threshold
         if key in self._alerted:
             return
         if len(self._alerted) > 100_000:
@@ -973,9 +968,3 @@ class Supervisor:
 
 
 _UTC = ZoneInfo("UTC")
-
-
-def _dedup_key(kind: str, b: _Bound, threshold: float) -> str:
-    """One alert per bucket (its key names the tenant, budget, scope and window), kind and threshold: two
-    tenants' users of the same name never silence each other."""
-    return f"{kind}:{b.target.key}:{threshold:g}"

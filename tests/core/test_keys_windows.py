@@ -160,3 +160,13 @@ def test_a_prefix_without_its_separator_gets_one() -> None:
     assert KeyBuilder("eco").kill("agent", "bot").startswith("eco:{")
     assert KeyBuilder("eco").kill("agent", "bot") == KeyBuilder("eco:").kill("agent", "bot")
     assert KeyBuilder("").kill("agent", "bot").startswith("{")
+
+
+@pytest.mark.parametrize("run_id", ["01a2-run", "with:colon", "spaces and %", ""])
+def test_a_run_bucket_template_builds_the_same_key_as_bucket(run_id: str) -> None:
+    """The supervisor builds run bucket keys from a template per identity; it must equal the full builder."""
+    from guardian.keys import escape
+
+    keys = KeyBuilder("p:")
+    head, tail = keys.run_bucket_template("acme", "per run")
+    assert head + escape(run_id) + tail == keys.bucket(BucketKey("acme", "per run", "run", run_id, "run"))
