@@ -60,6 +60,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 from uuid import UUID
 
@@ -68,6 +69,7 @@ from pydantic import BaseModel
 from rapidfuzz.distance import Levenshtein
 
 __all__ = [
+    "LOOP_BOUNDS",
     "FrozenMap",
     "LoopDetector",
     "LoopSettings",
@@ -123,6 +125,19 @@ class FrozenMap(Mapping[str, int]):
         return f"FrozenMap({self._data!r})"
 
 
+# Each setting's bounds, in one place: LoopSettings checks them, and the policy's YAML model reports them per field.
+# Above these, a value is a typo: an agent stuck for 100,000 steps has long spent any budget.
+LOOP_BOUNDS: Mapping[str, tuple[int, int]] = MappingProxyType(
+    {
+        "window": (2, 1000),
+        "max_repeats": (2, 1000),
+        "max_tool_repeats": (2, 1000),
+        "max_steps_without_progress": (1, 100_000),
+        "allow": (2, 10_000),  # an allowed tool's own max_repeats
+    }
+)
+
+
 @dataclass(frozen=True)
 class LoopSettings:
     """One loop rule's thresholds, already validated (the policy layer builds it).
@@ -140,10 +155,13 @@ class LoopSettings:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.max_repeats < 2:
-            problems.append(f"max_repeats must be at least 2, got {self.max_repeats}")
-        if self.max_tool_repeats < 2:
-            problems.append(f"max_tool_repeats must be at least 2, got {self.max_tool_repeats}")
+        for name in ("window", "max_repeats", "max_tool_repeats", "max_steps_without_progress"):
+            low, high = LOOP_BOUNDS[name]
+            value = getattr(self, name)
+            if value < low:
+                problems.append(f"{name} must be at least {low}, got {value}")
+            elif value > high:
+                problems.append(f"{name} must be at most {high:,}, got {value}")
         if self.window < max(self.max_repeats, self.max_tool_repeats):
             problems.append(
                 f"window ({self.window}) must be at least max_repeats ({self.max_repeats}) "
@@ -151,10 +169,13 @@ class LoopSettings:
             )
         if not 0.0 < self.similarity <= 1.0:
             problems.append(f"similarity must be in (0, 1], got {self.similarity}")
-        if self.max_steps_without_progress < 1:
-            problems.append(f"max_steps_without_progress must be at least 1, got {self.max_steps_without_progress}")
+        low, high = LOOP_BOUNDS["allow"]
         problems.extend(
-            f"allow[{tool!r}] must be at least 2, got {limit}" for tool, limit in self.allow.items() if limit < 2
+            f"allow[{tool!r}] must be at least {low}, got {limit}"
+            if limit < low
+            else f"allow[{tool!r}] must be at most {high:,}, got {limit}"
+            for tool, limit in self.allow.items()
+            if not low <= limit <= high
         )
         if problems:
             raise ValueError("invalid loop settings: " + "; ".join(problems))

@@ -35,7 +35,7 @@ from guardian.alerts.config import AlertsConfig
 from guardian.amounts import METRICS, MICRO_USD, NO_LIMIT, micro_usd
 from guardian.errors import PolicyError, PolicyProblem
 from guardian.identity import IDENTITY_FIELDS, Identity, IdentityField, IdentityMapping, IdentitySource
-from guardian.loops import LoopSettings, Signal
+from guardian.loops import LOOP_BOUNDS, LoopSettings, Signal
 from guardian.pricing import PriceOverride
 from guardian.windows import WindowKind
 
@@ -204,24 +204,30 @@ class BudgetModel(_Strict):
 
 # A loop detector keeps an allowed tool's calls up to its max_repeats, so that bounds its memory; and an
 # agent stuck for 100,000 steps has long spent any budget: larger values are typos.
-MAX_ALLOWED_REPEATS = 10_000
 DEFAULT_ALERT_ONLY: frozenset[Signal] = frozenset({"no_progress"})
-MAX_STEPS_WITHOUT_PROGRESS = 100_000
+_LOOP_DEFAULTS = LoopSettings()  # defaults and bounds live in guardian.loops; these fields only locate problems
+
+
+def _bounded(name: str, default: int | None = None) -> Any:
+    low, high = LOOP_BOUNDS[name]
+    return Field(ge=low, le=high) if default is None else Field(default, ge=low, le=high)
 
 
 class AllowModel(_Strict):
     tool: str = Field(min_length=1)
-    max_repeats: Annotated[int, _NotBool] = Field(gt=0, le=MAX_ALLOWED_REPEATS)
+    max_repeats: Annotated[int, _NotBool] = _bounded("allow")
 
 
 class LoopRuleModel(_Strict):
     name: str = Field(min_length=1, max_length=128)
     match: MatchModel = Field(default_factory=MatchModel)
-    window: Annotated[int, _NotBool] = Field(20, gt=1, le=1000)
-    max_repeats: Annotated[int, _NotBool] = Field(3, ge=2, le=1000)  # at most window, itself at most 1000
-    max_tool_repeats: Annotated[int, _NotBool] = Field(4, ge=2, le=1000)
-    similarity: Annotated[float, _NotBool] = Field(0.92, gt=0, le=1, allow_inf_nan=False)
-    max_steps_without_progress: Annotated[int, _NotBool] = Field(5, gt=1, le=MAX_STEPS_WITHOUT_PROGRESS)
+    window: Annotated[int, _NotBool] = _bounded("window", _LOOP_DEFAULTS.window)
+    max_repeats: Annotated[int, _NotBool] = _bounded("max_repeats", _LOOP_DEFAULTS.max_repeats)  # at most window
+    max_tool_repeats: Annotated[int, _NotBool] = _bounded("max_tool_repeats", _LOOP_DEFAULTS.max_tool_repeats)
+    similarity: Annotated[float, _NotBool] = Field(_LOOP_DEFAULTS.similarity, gt=0, le=1, allow_inf_nan=False)
+    max_steps_without_progress: Annotated[int, _NotBool] = _bounded(
+        "max_steps_without_progress", _LOOP_DEFAULTS.max_steps_without_progress
+    )
     allow: list[AllowModel] = Field(default_factory=list)
     action: Action = "kill"
     # no_progress is the one signal judged on the absence of news rather than on an exact repeat: by

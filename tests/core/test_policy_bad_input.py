@@ -127,7 +127,7 @@ loops:
     ("rule", "field", "message"),
     [
         ("window: 2\n    max_repeats: 3", "loops[0]", "window (2) must be at least max_repeats (3)"),
-        ("allow: [{tool: x, max_repeats: 1}]", "loops[0]", "allow['x'] must be at least 2, got 1"),
+        ("allow: [{tool: x, max_repeats: 1}]", "loops[0].allow[0].max_repeats", "greater than or equal to 2"),
         ("allow: [{tool: x, max_repeats: 5}, {tool: x, max_repeats: 9}]", "loops[0].allow", "tool 'x' is listed twice"),
         ("window: 3\n    max_tool_repeats: 4", "loops[0]", "and max_tool_repeats (4)"),
         ("alert_on: [loops]", "loops[0].alert_on[0]", "Input should be 'repeated_tool_call'"),
@@ -138,7 +138,7 @@ def test_loop_rules_that_loop_settings_refuse_are_located(tmp_path: Path, rule: 
     path = write(tmp_path, "loop.yaml", f"version: 1\nloops:\n  - name: l\n    {rule}\n")
     (problem,) = problems_of(path)
     assert (problem.file, problem.field) == (str(path), field)
-    assert problem.line == (4 if field.endswith(("allow", "alert_on[0]")) else 3)
+    assert problem.line == (4 if field.endswith(("allow", "alert_on[0]", "max_repeats")) else 3)
     assert message in problem.message
 
 

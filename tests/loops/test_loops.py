@@ -111,6 +111,8 @@ def test_invalid_settings_list_every_problem() -> None:
         LoopSettings(window=3, max_repeats=5)
     with pytest.raises(ValueError, match="max_tool_repeats must be at least 2"):
         LoopSettings(max_tool_repeats=1)
+    with pytest.raises(ValueError, match=r"window must be at most 1,000, got 5000; .*allow\['poll'\] must be at most"):
+        LoopSettings(window=5000, allow={"poll": 20_000})
 
 
 # --- normalization ------------------------------------------------------------------------------
