@@ -470,6 +470,24 @@ class Supervisor:
             usage = TokenUsage(call.prompt_tokens, max(call.tokens_seen, output_estimate or 0))
         return self._settle(run, call, usage)
 
+    def cache_hit(self, run: RunState, call_id: str, usage: TokenUsage | None) -> int:
+        """A call LangChain answered from its cache: no provider was paid, so the hold is released and nothing is
+        charged to any budget (tokens, cost or calls). What it saved is logged (``cache_hit``) and counted per
+        agent and day (``cache_hits``, ``cache_saved_micro_usd``). Returns the micro-dollars saved."""
+        call = self._pop_call(run, call_id)
+        if call is None:
+            return 0
+        now = self.clock()
+        if call.reserved:
+            self._store_op("release", self.store.release, ReleaseRequest(call.call_id, call.targets, now))
+        saved = (self.pricer.cost(call.provider, call.model, usage) or 0) if usage is not None else 0
+        self.log.info("cache_hit", **run.fields, call_id=call_id, model=call.model, saved_micro_usd=saved)
+        for kind, amount in (("cache_hits", 1), ("cache_saved_micro_usd", saved)):
+            if amount:
+                counter = self._daily_counter(kind, run, now)
+                self._store_op("count", functools.partial(self.store.count, now=now), counter, amount)
+        return saved
+
     def llm_call_failed(self, run: RunState, call_id: str, partial: TokenUsage | None = None) -> Amounts:
         """An aborted call commits what it used (the prompt is paid for once output streamed) or releases
         its hold. ``partial`` is usage an aborted stream reported early; the output seen may exceed it."""
@@ -623,8 +641,12 @@ class Supervisor:
         return self._trip(run, halt)
 
     def _loop_counter(self, run: RunState, now: float) -> Counter:
+        return self._daily_counter("loop_halts", run, now)
+
+    def _daily_counter(self, kind: str, run: RunState, now: float) -> Counter:
+        """A per-agent, per-UTC-day counter (loop halts, cache hits), kept a grace period past its day."""
         span = window_span("day", _UTC, now)
-        key = self.keys.counter("loop_halts", run.identity.tenant, run.identity.agent, span.id)
+        key = self.keys.counter(kind, run.identity.tenant, run.identity.agent, span.id)
         return Counter(key, (span.end or now) + WINDOW_GRACE_S - now)
 
     # -- internals -----------------------------------------------------------------------------------

@@ -307,6 +307,9 @@ class GuardianCallbackHandler(BaseCallbackHandler):
             run = self._state(run_id)
             if run is not None:
                 usage = usage_from_result(response)
+                if is_cache_hit(response):
+                    self.supervisor.cache_hit(run, str(run_id), usage)
+                    return
                 estimate = None if usage is not None else output_tokens_of(response)
                 self.supervisor.after_llm_call(run, str(run_id), usage, output_estimate=estimate)
                 if run.loop_rule is not None:
@@ -381,6 +384,19 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         # No end event follows a raise from a start callback: forget the run here.
         self._exit(run_id, decision.halt)
         raise decision.halt
+
+
+def is_cache_hit(response: LLMResult) -> bool:
+    """langchain-core answers a cached call with the cached message, its ``usage_metadata["total_cost"]`` set
+    to 0: the only mark a cache hit leaves (a provider never reports ``total_cost``)."""
+    generations = [g for batch in response.generations for g in batch[:1]]
+    if not generations:
+        return False
+    for generation in generations:
+        usage = getattr(getattr(generation, "message", None), "usage_metadata", None) or {}
+        if usage.get("total_cost") != 0:
+            return False
+    return True
 
 
 def usage_from_result(response: LLMResult) -> TokenUsage | None:
