@@ -10,6 +10,8 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from guardian.amounts import format_amount, metric_label
+
 __all__ = [
     "BudgetExceeded",
     "GuardianError",
@@ -92,12 +94,11 @@ class BudgetExceeded(GuardianHalt):
         self.scope = scope
         self.scope_key = scope_key
         self.window = window
-        # What limit/spent/requested count, named as every output names it: cost limits in micro-dollars.
-        self.unit = "cost_micro_usd" if unit == "cost_usd" else unit
+        self.unit = metric_label(unit)  # what limit/spent/requested count, named as every output names it
         self.limit = limit
         self.spent = spent
         self.requested = requested
-        shown = _format_amount(unit, limit), _format_amount(unit, spent), _format_amount(unit, requested)
+        shown = format_amount(unit, limit), format_amount(unit, spent), format_amount(unit, requested)
         message = (
             f"budget {budget!r} ({scope} {scope_key!r}, window {window}) would pass its {unit} limit: "
             f"limit {shown[0]}, spent and reserved {shown[1]}, this call needs {shown[2]}. "
@@ -169,9 +170,3 @@ class LoopDetected(GuardianHalt):
         self.loop_tokens = loop_tokens
         self.loop_cost_micro_usd = loop_cost_micro_usd
         super().__init__(message, run_id=run_id)
-
-
-def _format_amount(unit: str, amount: int) -> str:
-    from guardian.amounts import format_amount  # errors is imported by everything; amounts only here
-
-    return format_amount(unit, amount)

@@ -20,14 +20,13 @@ from guardian.amounts import Amounts, format_amount, micro_usd
 from guardian.errors import GuardianError
 from guardian.identity import Identity
 from guardian.integrations.langchain import GuardianCallbackHandler
-from guardian.keys import DEFAULT_PREFIX, BucketKey, KeyBuilder, KillFlag, KillTarget
+from guardian.keys import DEFAULT_PREFIX, KeyBuilder, KillFlag, KillTarget
 from guardian.policy import Policy
 from guardian.renewal import HoldRenewer
 from guardian.store import RedisStore, Store, open_store
 from guardian.store.base import Counter
-from guardian.supervisor import WINDOW_GRACE_S, Supervisor
+from guardian.supervisor import Supervisor
 from guardian.threads import on_background_thread
-from guardian.windows import window_span
 
 __all__ = ["MAX_KILL_TTL_S", "STORE_URL_ENV", "BudgetStatus", "Guardian", "describe_kill", "validate_kill_ttl"]
 
@@ -116,13 +115,11 @@ class Guardian:
         with ``Command(resume=...)`` once there is room. Needs the ``langchain`` package (``create_agent``).
         """
         try:
-            from guardian.integrations.middleware import EXIT_BEHAVIORS, GuardianMiddleware
+            from guardian.integrations.middleware import GuardianMiddleware
         except ImportError as exc:  # pragma: no cover - langchain is a dev dependency here
             raise ImportError(
                 "Guardian.middleware needs LangChain v1's agents: pip install 'guardian-supervisor[langchain]'"
             ) from exc
-        if exit_behavior not in EXIT_BEHAVIORS:
-            raise ValueError(f"exit_behavior must be one of {', '.join(EXIT_BEHAVIORS)}, got {exit_behavior!r}")
         return GuardianMiddleware(self.supervisor, Identity.of(agent, user, tenant, tags), exit_behavior)  # type: ignore[arg-type]
 
     def openai_hooks(
@@ -225,20 +222,13 @@ class Guardian:
             raise GuardianError(f"budget {budget!r} is scoped per {spec.scope}: name the {spec.scope} to grant to")
         identity = Identity.of(agent, user, tenant)
         now = self.clock()
-        span = window_span(spec.window, spec.timezone, now)
-        scope_key = identity.scope_key(spec.scope, run or "", thread)
-        bucket = self.keys.bucket(
-            BucketKey(None if spec.scope == "global" else identity.tenant, spec.name, spec.scope, scope_key, span.id)
-        )
-        settings = self.policy.settings
-        if span.end is not None:
-            ttl = span.end + WINDOW_GRACE_S - now
-        else:
-            ttl = settings.thread_ttl_s if spec.scope == "thread" else settings.run_ttl_s
+        target = self.supervisor.bucket_of(identity, spec, now, run_id=run or "", thread=thread)
+        bucket, scope_key, window = target.target.key, target.scope_key, target.window
+        ttl = target.target.expires_at - now  # the grant lives as long as its bucket
         totals = {m: self.store.count(Counter(self.keys.grant(bucket, m), ttl), v, now=now) for m, v in given.items()}
         shown = ", ".join(f"{format_amount(m, v)} {m}" for m, v in given.items())
         self.supervisor.log.warning(
-            "budget_granted", budget=spec.name, scope=spec.scope, scope_key=scope_key, window=span.id,
+            "budget_granted", budget=spec.name, scope=spec.scope, scope_key=scope_key, window=window,
             tenant=identity.tenant, granted=given, granted_total=totals, reason=reason,
         )  # fmt: skip
         self.alerts.submit(
@@ -254,7 +244,7 @@ class Guardian:
                 budget=spec.name,
                 scope=spec.scope,
                 scope_key=scope_key,
-                window=span.id,
+                window=window,
                 spent={},
                 limit=spec.limited(),
                 reason=f"an operator granted {shown} to {spec.scope} {scope_key!r} of budget {spec.name!r}"
@@ -265,11 +255,10 @@ class Guardian:
 
     def grants(self) -> list[tuple[str, str, int]]:
         """(bucket key, metric, amount granted) for every live grant."""
-        out = []
-        for key, value in self.store.counters(self.keys.grant_pattern(), self.clock()):
-            head, _, metric = key.rpartition(":")
-            out.append((head.replace("}:g:", "}:b:", 1), metric, value))
-        return out
+        return [
+            (*self.keys.parse_grant(key), value)
+            for key, value in self.store.counters(self.keys.grant_pattern(), self.clock())
+        ]
 
     def status(self, *, budget: str | None = None, tenant: str | None = None) -> list[BudgetStatus]:
         self.store.flush()

@@ -109,6 +109,14 @@ class KeyBuilder:
             raise ValueError(f"not a bucket key: {bucket_key!r}")
         return f"{head}}}:g:{tail}:{escape(metric)}"
 
+    def parse_grant(self, key: str) -> tuple[str, str]:
+        """(bucket key, metric) of a grant key: the inverse of ``grant``."""
+        head, sep, tail = key.partition("}:g:")
+        body, _, metric = tail.rpartition(":")
+        if not sep or not body:
+            raise ValueError(f"not a grant key: {key!r}")
+        return f"{head}}}:b:{body}", unescape(metric)
+
     def grant_pattern(self) -> str:
         return f"{self.prefix}{{*}}:g:*"
 

@@ -872,7 +872,7 @@ class Supervisor:
                 self._alert("threshold", run, b, state, threshold=threshold, reason="", now=now)
 
     def _alert_only_exceeded(self, run: RunState, b: _Bound, state: BucketState, metric: str, now: float) -> None:
-        key = self.keys.dedup("exceeded", b.target.key, "1")  # one alert per bucket, kind and threshold
+        key = self._bucket_dedup("exceeded", b, 1.0)
         if key in self._alerted:
             return
         limit = b.budget.limited()[metric]
@@ -906,7 +906,7 @@ class Supervisor:
         reason: str,
         now: float,
     ) -> None:
-        key = self.keys.dedup(kind, b.target.key, f"{threshold:g}")  # one alert per bucket, kind and threshold
+        key = self._bucket_dedup(kind, b, threshold)
         if key in self._alerted:
             return
         if len(self._alerted) > 100_000:
@@ -936,6 +936,11 @@ class Supervisor:
                 reason=reason,
             )
         )
+
+    def _bucket_dedup(self, kind: str, b: _Bound, threshold: float) -> str:
+        """One alert per bucket (its key names tenant, budget, scope and window), kind and threshold: two tenants'
+        users of the same name never silence each other."""
+        return self.keys.dedup(kind, b.target.key, f"{threshold:g}")
 
     def _bind(self, run: RunState, now: float) -> list[_Bound]:
         """The store targets of a run's budgets; rebuilt when a window rolls over or hourly (run-bucket TTLs)."""
@@ -971,6 +976,13 @@ class Supervisor:
             self._shared_bound.clear()
         self._shared_bound[identity] = (until, bound)
         return until, bound
+
+    def bucket_of(
+        self, identity: Identity, budget: Budget, now: float, *, run_id: str = "", thread: str | None = None
+    ) -> _Bound:
+        """The bucket ``budget`` charges for this identity (run, thread) now: its key, scope key, window and expiry,
+        as every call resolves it (``guardian grant`` names buckets the same way)."""
+        return self._bound(identity, run_id, budget, now, thread=thread)
 
     def _bound(
         self, identity: Identity, run_id: str, budget: Budget, now: float, *, thread: str | None = None

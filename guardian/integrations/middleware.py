@@ -21,6 +21,7 @@ halt, an interrupt or an error leaves the agent). A resumed invocation, which sk
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections import OrderedDict
@@ -42,14 +43,12 @@ from guardian.errors import GuardianHalt
 from guardian.identity import Identity
 from guardian.integrations.langchain import output_tokens_of, request_schema_tokens, usage_from_result
 from guardian.integrations.observe import model_observation, tool_observation
-from guardian.logs import get_logger
 from guardian.supervisor import RunState, Supervisor
 
 __all__ = ["ExitBehavior", "GuardianMiddleware", "GuardianState"]
 
 ExitBehavior = Literal["error", "end", "interrupt"]
 EXIT_BEHAVIORS: tuple[str, ...] = ("error", "end", "interrupt")
-_log = get_logger()
 _MAX_OPEN_RUNS = 10_000  # invocations whose end we never saw (a crash between hooks) are forgotten past this
 
 
@@ -106,9 +105,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
         mapping = self.supervisor.policy.identity
         if mapping is not None:  # may refuse the run (IdentityError) before anything is spent
             identity = mapping.resolve(identity, config.get("metadata"), context)
-        configurable = config.get("configurable") or {}
-        thread = configurable.get("thread_id")
-        run = self.supervisor.start_run(run_id, identity, thread=None if thread is None else str(thread))
+        run = self.supervisor.start_run(run_id, identity, thread=_thread_id(config))
         with self._lock:
             self._runs[key] = run
             while len(self._runs) > _MAX_OPEN_RUNS:
@@ -286,8 +283,8 @@ def _config() -> dict[str, Any]:
         return {}
 
 
-def _thread_id() -> str | None:
-    thread = (_config().get("configurable") or {}).get("thread_id")
+def _thread_id(config: Mapping[str, Any] | None = None) -> str | None:
+    thread = ((config if config is not None else _config()).get("configurable") or {}).get("thread_id")
     return None if thread is None else str(thread)
 
 
@@ -311,8 +308,6 @@ def _ls_params(request: ModelRequest[Any]) -> dict[str, Any]:
 
 
 def _with_prompt(observed: Any, prompt: list[BaseMessage]) -> Any:
-    import dataclasses
-
     return dataclasses.replace(observed, prompt=prompt, node="model")
 
 

@@ -170,3 +170,11 @@ def test_a_run_bucket_template_builds_the_same_key_as_bucket(run_id: str) -> Non
     keys = KeyBuilder("p:")
     head, tail = keys.run_bucket_template("acme", "per run")
     assert head + escape(run_id) + tail == keys.bucket(BucketKey("acme", "per run", "run", run_id, "run"))
+
+
+def test_a_grant_key_parses_back_to_its_bucket_and_metric() -> None:
+    keys = KeyBuilder("p:")
+    bucket = keys.bucket(BucketKey("acme", "daily spend", "user", "al:ice", "2026-12-02"))
+    assert keys.parse_grant(keys.grant(bucket, "cost_usd")) == (bucket, "cost_usd")
+    with pytest.raises(ValueError, match="not a grant key"):
+        keys.parse_grant(bucket)
