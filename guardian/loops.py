@@ -486,7 +486,12 @@ def mask_volatile(text: str) -> str:
 def _error_key(result: str | None) -> str | None:
     """A failure's text with every number masked as well: a retry that fails the same way
     ("attempt 3", "after 2.4 s") is still the same failure."""
-    return None if result is None else _DIGITS.sub("#", mask_volatile(result).lower())
+    return None if result is None else _failure_text(mask_volatile(result))
+
+
+def _failure_text(masked: str) -> str:
+    """An already masked failure's text with every number masked too, case folded."""
+    return _DIGITS.sub("#", masked.lower())
 
 
 def _calls_of(message: BaseMessage) -> list[tuple[str, Any]]:
@@ -504,7 +509,7 @@ Masker = Callable[[str], str]
 def _key(text: str, calls: Sequence[tuple[str, Any]], *, failed: bool = False, mask: Masker = mask_volatile) -> bytes:
     masked = mask(text)
     if failed:
-        masked = _DIGITS.sub("#", masked.lower())
+        masked = _failure_text(masked)
     if not calls:  # most messages: skip the JSON encoder
         return _text_digest(masked)
     return _text_digest("\x00".join([masked, *_call_codes(calls)]))
@@ -816,7 +821,7 @@ class LoopDetector:
     def _observe_tool(self, obs: ToolObservation) -> LoopVerdict | None:
         text = obs.result or ""
         masked = self._mask(text)
-        result = _DIGITS.sub("#", masked.lower()) if obs.error else masked
+        result = _failure_text(masked) if obs.error else masked
         # The result alone (what the next prompt will carry), then with the call that got it.
         outcome = _text_digest(f"{obs.tool}\x00{int(obs.error)}\x00{'-' if obs.result is None else 'r'}{result}")
         args = _ENCODER.encode(normalize(obs.args))
