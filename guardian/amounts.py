@@ -6,11 +6,15 @@ Money is never a float here: ``cost_usd`` is counted in micro-dollars (1 USD = 1
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from decimal import ROUND_CEILING, Decimal
+from operator import attrgetter
+from typing import Any
 
 __all__ = [
+    "DISPLAY_ORDER",
     "METRICS",
+    "METRIC_TITLES",
     "MICRO_USD",
     "NO_LIMIT",
     "Amounts",
@@ -25,36 +29,31 @@ NO_LIMIT = -1  # a budget that sets no limit on a metric: the ledger never refus
 
 MICRO_USD = 1_000_000
 
-METRICS: tuple[str, ...] = (
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cost_usd",
-    "llm_calls",
-    "tool_calls",
-)
+
+def _metric(title: str, rank: int) -> Any:
+    """A counter of the ledger: ``title`` is how people read it, ``rank`` where it is shown (cost first)."""
+    return field(default=0, metadata={"title": title, "rank": rank})
 
 
 @dataclass(frozen=True, slots=True)
 class Amounts:
-    """One value per metric; ``cost_usd`` is in micro-dollars."""
+    """One value per metric; ``cost_usd`` is in micro-dollars.
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
-    cost_usd: int = 0
-    llm_calls: int = 0
-    tool_calls: int = 0
+    This class is the one list of the ledger's metrics: ``METRICS`` (their order in every vector, in both stores
+    and in the Lua script, which is given their count when it is loaded), their titles and display order all
+    derive from its fields. The policy's ``limits:`` schema is checked against it when it is imported.
+    """
 
-    def as_vector(self) -> tuple[int, int, int, int, int, int]:
-        return (
-            self.input_tokens,
-            self.output_tokens,
-            self.total_tokens,
-            self.cost_usd,
-            self.llm_calls,
-            self.tool_calls,
-        )
+    input_tokens: int = _metric("Input tokens", 2)
+    output_tokens: int = _metric("Output tokens", 3)
+    total_tokens: int = _metric("Total tokens", 1)
+    cost_usd: int = _metric("Cost", 0)
+    llm_calls: int = _metric("LLM calls", 4)
+    tool_calls: int = _metric("Tool calls", 5)
+
+    def as_vector(self) -> tuple[int, ...]:
+        vector: tuple[int, ...] = _as_vector(self)
+        return vector
 
     @classmethod
     def from_vector(cls, values: list[int] | tuple[int, ...]) -> Amounts:
@@ -75,6 +74,12 @@ class Amounts:
 
     def nonzero(self) -> dict[str, int]:
         return {m: v for m, v in zip(METRICS, self.as_vector(), strict=True) if v}
+
+
+METRICS: tuple[str, ...] = tuple(f.name for f in fields(Amounts))
+METRIC_TITLES: dict[str, str] = {f.name: f.metadata["title"] for f in fields(Amounts)}
+DISPLAY_ORDER: tuple[str, ...] = tuple(f.name for f in sorted(fields(Amounts), key=lambda f: f.metadata["rank"]))
+_as_vector = attrgetter(*METRICS)  # a C-level getter: the vector is built on every ledger call
 
 
 def micro_usd(dollars: Decimal | int | str) -> int:

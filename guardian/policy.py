@@ -158,6 +158,11 @@ class LimitsModel(_Strict):
         return self
 
 
+# The schema names each limit for its own type and error messages; the metrics themselves are Amounts' fields.
+if tuple(LimitsModel.model_fields) != METRICS:  # pragma: no cover - a developer's mistake, caught on import
+    raise ImportError(f"policy limits {tuple(LimitsModel.model_fields)} do not match the ledger's metrics {METRICS}")
+
+
 class BudgetModel(_Strict):
     name: str = Field(min_length=1, max_length=128)
     scope: Scope

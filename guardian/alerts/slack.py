@@ -37,7 +37,7 @@ from slack_sdk.webhook import WebhookClient
 
 from guardian.alerts._model import Alert, AlertDeliveryError
 from guardian.alerts.config import AlertsConfig, SlackConfig
-from guardian.amounts import format_amount
+from guardian.amounts import DISPLAY_ORDER, METRIC_TITLES, format_amount
 
 __all__ = [
     "SlackSink",
@@ -54,15 +54,6 @@ __all__ = [
 
 Sleep = Callable[[float], None]
 
-_METRIC_ORDER = ("cost_usd", "total_tokens", "input_tokens", "output_tokens", "llm_calls", "tool_calls")
-_METRIC_LABELS = {
-    "input_tokens": "Input tokens",
-    "output_tokens": "Output tokens",
-    "total_tokens": "Total tokens",
-    "cost_usd": "Cost",
-    "llm_calls": "LLM calls",
-    "tool_calls": "Tool calls",
-}
 _KILL_TARGETS = ("run", "agent", "user", "tenant")
 _ZWSP = "\u200b"  # after '@' so Slack never reads a mention: '@here' shows as '@here', pings no one
 _SHELL_HEX = frozenset("@`")  # written as \xHH in a command, so they never reach Slack as such
@@ -133,8 +124,8 @@ def _quote_arg(value: str) -> str:
 
 def _metrics(alert: Alert) -> list[str]:
     shown = alert.limit if alert.limit else alert.spent
-    known = [m for m in _METRIC_ORDER if m in shown]
-    return known + sorted(m for m in shown if m not in _METRIC_ORDER)
+    known = [m for m in DISPLAY_ORDER if m in shown]
+    return known + sorted(m for m in shown if m not in DISPLAY_ORDER)
 
 
 def _usage_line(alert: Alert, metric: str) -> str:
@@ -282,7 +273,7 @@ def format_blocks(alert: Alert, mention: str | None = None) -> list[dict[str, An
     if who:
         blocks.append({"type": "section", "fields": who})
     suffix = "" if alert.limit else " so far"
-    usage = [_field(_METRIC_LABELS.get(m, m) + suffix, _usage_line(alert, m)) for m in _metrics(alert)]
+    usage = [_field(METRIC_TITLES.get(m, m) + suffix, _usage_line(alert, m)) for m in _metrics(alert)]
     if usage:
         blocks.append({"type": "section", "fields": usage[:10]})
     if alert.reason:

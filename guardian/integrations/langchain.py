@@ -9,6 +9,7 @@ piece of shared state is behind one lock.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -28,16 +29,19 @@ from langchain_core.outputs import LLMResult
 from guardian.errors import GuardianHalt, GuardianInternalError, IdentityError
 from guardian.estimates import reported_count
 from guardian.identity import Identity
-from guardian.integrations.observe import ObservationTracker, tool_name
+from guardian.integrations.observe import ObservationTracker, model_observation, tool_name
 from guardian.logs import get_logger
 from guardian.loops import Observation
 from guardian.pricing import TokenUsage
-from guardian.supervisor import CHARS_PER_TOKEN, Decision, RunState, Supervisor
+from guardian.runs import CHARS_PER_TOKEN, Decision, Reply, RunState
+from guardian.runtree import RunTree
+from guardian.supervisor import Supervisor
 
 __all__ = [
     "GuardianCallbackHandler",
     "chunk_chars",
     "output_tokens_of",
+    "reply_of",
     "request_schema_tokens",
     "usage_from_result",
 ]
@@ -106,72 +110,38 @@ class GuardianCallbackHandler(BaseCallbackHandler):
     def __init__(self, supervisor: Supervisor, identity: Identity) -> None:
         self.supervisor = supervisor
         self.identity = identity
-        self._lock = threading.Lock()
-        self._root_of: dict[UUID, UUID] = {}  # every live LangChain run -> its root run
-        self._runs: dict[UUID, RunState] = {}  # root run -> state
-        self._members: dict[UUID, set[UUID]] = {}  # root run -> live runs under it, to drop them together
+        self._tree: RunTree[UUID] = RunTree(supervisor)
         self._warned_below_top = False  # callback_not_at_root is logged once per handler
         self._steps = ObservationTracker()  # tool calls and replies (with their prompts), for loop detection
 
     # -- run tree ------------------------------------------------------------------------------------
 
     def _enter(self, run_id: UUID, parent_run_id: UUID | None, metadata: dict[str, Any] | None) -> RunState:
-        with self._lock:
-            root = run_id if parent_run_id is None else self._root_of.get(parent_run_id, parent_run_id)
-            state = self._runs.get(root)
-            below_top = False
-            if state is None:
-                # A parent we never saw (handler attached below the top) is treated as the root.
-                # Only a run inside a LangGraph node carries langgraph_node: as a root here, it means this handler
-                # was given to a model or an inner runnable, not to the graph.
-                below_top = bool(metadata and "langgraph_node" in metadata) and not self._warned_below_top
-                self._warned_below_top |= below_top
-                thread = (metadata or {}).get("thread_id")  # LangGraph copies config's thread_id here
-                state = self._runs[root] = self.supervisor.start_run(
-                    str(root), self._identity_for(metadata), thread=None if thread is None else str(thread)
-                )
-                self._members[root] = set()
-            self._root_of[run_id] = root
-            self._members[root].add(run_id)
-        if below_top:
-            # Attached to a model (model.with_config(callbacks=...), or a callbacks= of its own invoke) rather than to
-            # the graph, the handler sees each call alone: every call is its own run, so run budgets and loop
-            # detection never add up.
+        def start(root: UUID) -> RunState:
+            thread = (metadata or {}).get("thread_id")  # LangGraph copies config's thread_id here
+            named = self._named_identity(metadata)
+            return self.supervisor.start_run(
+                str(root), named, thread=None if thread is None else str(thread), metadata=metadata
+            )
+
+        run, started = self._tree.enter(run_id, parent_run_id, start)
+        # A root that carries langgraph_node runs inside a graph node: this handler was given to a model or an inner
+        # runnable (model.with_config(callbacks=...)), not to the graph. It then sees each call alone: every call is
+        # its own run, so run budgets and loop detection never add up.
+        if started and metadata and "langgraph_node" in metadata and not self._warned_below_top:
+            self._warned_below_top = True
             _log.warning(
                 "callback_not_at_root",
-                **state.fields,
+                **run.fields,
                 fix="pass the handler in the graph's own config: graph.invoke(inputs, config={'callbacks': [handler]})",
             )
-        return state
+        return run
 
     def _state(self, run_id: UUID) -> RunState | None:
-        with self._lock:
-            root = self._root_of.get(run_id)
-            return None if root is None else self._runs.get(root)
+        return self._tree.run_of(run_id)
 
     def _exit(self, run_id: UUID, error: BaseException | None = None) -> None:
-        with self._lock:
-            root = self._root_of.pop(run_id, None)
-            if root is None:
-                return
-            members = self._members.get(root)
-            if members is not None:
-                members.discard(run_id)
-            unseen_root_done = root not in self._root_of and not members
-            if run_id != root and not unseen_root_done:
-                return
-            state = self._runs.pop(root, None)
-            for member in self._members.pop(root, set()):
-                self._root_of.pop(member, None)
-        if state is not None:
-            self.supervisor.end_run(state, error=error)
-
-    def _identity_for(self, metadata: dict[str, Any] | None) -> Identity:
-        """The handler's names, overridden per run by ``guardian_*`` metadata, completed by the policy's
-        ``identity:`` mapping (which may refuse a run that lacks a required name)."""
-        named = self._named_identity(metadata)
-        mapping = self.supervisor.policy.identity
-        return named if mapping is None else mapping.resolve(named, metadata)
+        self._tree.leave(run_id, error)
 
     def _named_identity(self, metadata: dict[str, Any] | None) -> Identity:
         if not metadata or not any(k in metadata for k in (*_IDENTITY_KEYS, "guardian_tags")):
@@ -192,8 +162,7 @@ class GuardianCallbackHandler(BaseCallbackHandler):
 
     @property
     def active_runs(self) -> int:
-        with self._lock:
-            return len(self._runs)
+        return len(self._tree)
 
     # -- chains --------------------------------------------------------------------------------------
 
@@ -306,14 +275,10 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         try:
             run = self._state(run_id)
             if run is not None:
-                usage = usage_from_result(response)
-                if is_cache_hit(response):
-                    self.supervisor.cache_hit(run, str(run_id), usage)
-                    return
-                estimate = None if usage is not None else output_tokens_of(response)
-                self.supervisor.after_llm_call(run, str(run_id), usage, output_estimate=estimate)
-                if run.loop_rule is not None:
-                    self.supervisor.observe(run, self._steps.on_llm_end(run_id, response))
+                reply = reply_of(response, observe=run.loop_rule is not None)
+                if reply.observation is not None:
+                    reply = dataclasses.replace(reply, observation=self._steps.with_prompt(run_id, reply.observation))
+                self.supervisor.after_llm_call(run, str(run_id), reply)
         finally:
             self._exit(run_id)
 
@@ -384,6 +349,19 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         # No end event follows a raise from a start callback: forget the run here.
         self._exit(run_id, decision.halt)
         raise decision.halt
+
+
+def reply_of(response: LLMResult, *, observe: bool = False) -> Reply:
+    """A model call's end as the engine takes it, read from LangChain's ``LLMResult`` once: the provider's usage,
+    whether the reply came from LangChain's cache, the output counted from the reply when there is no usage, and
+    (with ``observe``) the reply for loop detection."""
+    usage = usage_from_result(response)
+    hit = is_cache_hit(response)
+    estimate = output_tokens_of(response) if usage is None and not hit else 0
+    observation = None
+    if observe and not hit:
+        observation = model_observation(response, tokens=usage.total_tokens if usage is not None else None)
+    return Reply(usage, estimate, hit, observation)
 
 
 def is_cache_hit(response: LLMResult) -> bool:

@@ -22,9 +22,7 @@ halt, an interrupt or an error leaves the agent). A resumed invocation, which sk
 from __future__ import annotations
 
 import dataclasses
-import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Literal, NotRequired
 
@@ -41,15 +39,16 @@ from langgraph.types import Command, interrupt
 
 from guardian.errors import GuardianHalt
 from guardian.identity import Identity
-from guardian.integrations.langchain import output_tokens_of, request_schema_tokens, usage_from_result
-from guardian.integrations.observe import model_observation, tool_observation
-from guardian.supervisor import RunState, Supervisor
+from guardian.integrations.langchain import reply_of, request_schema_tokens
+from guardian.integrations.observe import tool_observation
+from guardian.runs import RunState
+from guardian.runtree import RunTree
+from guardian.supervisor import Supervisor
 
 __all__ = ["ExitBehavior", "GuardianMiddleware", "GuardianState"]
 
 ExitBehavior = Literal["error", "end", "interrupt"]
 EXIT_BEHAVIORS: tuple[str, ...] = ("error", "end", "interrupt")
-_MAX_OPEN_RUNS = 10_000  # invocations whose end we never saw (a crash between hooks) are forgotten past this
 
 
 class GuardianState(AgentState[Any]):
@@ -70,8 +69,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
         self.supervisor = supervisor
         self.identity = identity
         self.exit_behavior: ExitBehavior = exit_behavior
-        self._lock = threading.Lock()
-        self._runs: OrderedDict[str, RunState] = OrderedDict()  # run id or "thread:<id>" -> live run
+        self._runs: RunTree[str] = RunTree(supervisor)  # run id, or "thread:<id>" for a resumed invocation
 
     @property
     def name(self) -> str:
@@ -79,8 +77,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
 
     @property
     def active_runs(self) -> int:
-        with self._lock:
-            return len(self._runs)
+        return len(self._runs)
 
     # -- run lifecycle -------------------------------------------------------------------------------
 
@@ -101,23 +98,17 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
 
     def _open(self, key: str, run_id: str, context: Any = None) -> RunState:
         config = _config()
-        identity = self.identity
-        mapping = self.supervisor.policy.identity
-        if mapping is not None:  # may refuse the run (IdentityError) before anything is spent
-            identity = mapping.resolve(identity, config.get("metadata"), context)
-        run = self.supervisor.start_run(run_id, identity, thread=_thread_id(config))
-        with self._lock:
-            self._runs[key] = run
-            while len(self._runs) > _MAX_OPEN_RUNS:
-                _, stale = self._runs.popitem(last=False)
-                self.supervisor.end_run(stale)
-        return run
+
+        def start(_: str) -> RunState:
+            return self.supervisor.start_run(
+                run_id, self.identity, thread=_thread_id(config), metadata=config.get("metadata"), context=context
+            )
+
+        return self._runs.enter(key, None, start)[0]
 
     def _close(self, key: str | None, error: BaseException | None) -> None:
-        with self._lock:
-            run = self._runs.pop(key, None) if key is not None else None
-        if run is not None:
-            self.supervisor.end_run(run, error=error)
+        if key is not None:
+            self._runs.leave(key, error)
 
     @staticmethod
     def _key_of(state: Mapping[str, Any]) -> str | None:
@@ -130,8 +121,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
     def _run_for(self, state: Mapping[str, Any], context: Any = None) -> tuple[str, RunState]:
         """This invocation's run; a resumed invocation (no ``before_agent``) gets one keyed by its thread."""
         key = self._key_of(state)
-        with self._lock:
-            run = self._runs.get(key) if key is not None else None
+        run = self._runs.run_of(key) if key is not None else None
         if run is not None and key is not None:
             return key, run
         key = key or f"orphan:{uuid.uuid4()}"
@@ -208,14 +198,13 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
         ).halt
 
     def _settle(self, run: RunState, call_id: str, request: ModelRequest[Any], response: ModelResponse[Any]) -> None:
-        reply = next((m for m in reversed(response.result) if isinstance(m, AIMessage)), None)
-        result = LLMResult(generations=[[ChatGeneration(message=reply)]] if reply is not None else [[]])
-        usage = usage_from_result(result)
-        estimate = None if usage is not None else output_tokens_of(result)
-        self.supervisor.after_llm_call(run, call_id, usage, output_estimate=estimate)
-        if run.loop_rule is not None and reply is not None:
-            observed = model_observation(result)
-            self.supervisor.observe(run, _with_prompt(observed, _prompt_of(request)))
+        message = next((m for m in reversed(response.result) if isinstance(m, AIMessage)), None)
+        result = LLMResult(generations=[[ChatGeneration(message=message)]] if message is not None else [[]])
+        reply = reply_of(result, observe=run.loop_rule is not None and message is not None)
+        if reply.observation is not None:
+            observed = dataclasses.replace(reply.observation, prompt=_prompt_of(request), node="model")
+            reply = dataclasses.replace(reply, observation=observed)
+        self.supervisor.after_llm_call(run, call_id, reply)
 
     # -- tool calls ----------------------------------------------------------------------------------
 
@@ -305,10 +294,6 @@ def _ls_params(request: ModelRequest[Any]) -> dict[str, Any]:
     except Exception:  # a model class without them: the name alone
         return {}
     return dict(params)
-
-
-def _with_prompt(observed: Any, prompt: list[BaseMessage]) -> Any:
-    return dataclasses.replace(observed, prompt=prompt, node="model")
 
 
 def _interrupt_payload(halt: GuardianHalt) -> dict[str, Any]:

@@ -139,13 +139,15 @@ def node_observation(
     return None if node is None else NodeObservation(node, outputs)
 
 
-def model_observation(response: LLMResult, *, model: str | None = None) -> ModelObservation:
+def model_observation(response: LLMResult, *, model: str | None = None, tokens: int | None = None) -> ModelObservation:
     """The reply of one model call: its text, requested tool calls and total tokens.
 
-    ``model`` names it in verdicts; by default the provider's ``model_name`` if reported.
+    ``model`` names it in verdicts; by default the provider's ``model_name`` if reported. ``tokens``, when the
+    caller already read the usage, is used instead of reading it again.
     """
     generation = response.generations[0][0] if response.generations and response.generations[0] else None
-    text, calls, tokens = "", [], 0
+    known = tokens
+    text, calls, tokens = "", [], known or 0
     reported: Any = None
     if isinstance(generation, ChatGeneration):
         message = generation.message
@@ -156,13 +158,13 @@ def model_observation(response: LLMResult, *, model: str | None = None) -> Model
             (call.get("name") or "?", {"invalid_args": call.get("args")})
             for call in getattr(message, "invalid_tool_calls", None) or []
         ]
-        usage = getattr(message, "usage_metadata", None)
+        usage = getattr(message, "usage_metadata", None) if known is None else None
         if usage:
             tokens = max(0, reported_count(usage.get("total_tokens")))
         reported = message.response_metadata.get("model_name") or message.response_metadata.get("model")
     elif generation is not None:
         text = generation.text
-    if not tokens and response.llm_output:
+    if not tokens and known is None and response.llm_output:
         usage = response.llm_output.get("token_usage") or response.llm_output.get("usage") or {}
         if isinstance(usage, Mapping):
             tokens = max(0, reported_count(usage.get("total_tokens")))
@@ -289,9 +291,12 @@ class ObservationTracker:
 
     def on_llm_end(self, run_id: UUID, response: LLMResult, *, model: str | None = None) -> ModelObservation:
         """The model's reply, with the prompt and node remembered at its start (if seen)."""
+        return self.with_prompt(run_id, model_observation(response, model=model))
+
+    def with_prompt(self, run_id: UUID, observed: ModelObservation) -> ModelObservation:
+        """``observed`` (a reply) with the prompt and node remembered at its call's start, which is forgotten."""
         with self._lock:
             started = self._prompts.pop(run_id, None)
-        observed = model_observation(response, model=model)
         if started is None:
             return observed
         prompt, node = started

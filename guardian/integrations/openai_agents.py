@@ -25,7 +25,8 @@ from guardian.estimates import reported_count
 from guardian.identity import Identity
 from guardian.loops import ModelObservation, ToolObservation
 from guardian.pricing import TokenUsage
-from guardian.supervisor import CHARS_PER_TOKEN, RunState, Supervisor
+from guardian.runs import CHARS_PER_TOKEN, Reply, RunState
+from guardian.supervisor import Supervisor
 
 __all__ = ["GuardianRunHooks", "run"]
 
@@ -40,7 +41,6 @@ class GuardianRunHooks(RunHooks[Any]):
         self._lock = threading.Lock()
         self._calls: deque[str] = deque()  # model calls in flight, in order
         self._pending_args: dict[str, deque[Any]] = defaultdict(deque)  # tool name -> arguments the model sent
-        self._closed = False
 
     async def on_llm_start(self, context: Any, agent: Agent[Any], system_prompt: str | None, input_items: Any) -> None:
         call_id = str(uuid.uuid4())
@@ -65,15 +65,15 @@ class GuardianRunHooks(RunHooks[Any]):
             return
         usage = _usage(response)
         text, calls = _reply(response)
-        self.supervisor.after_llm_call(
-            self._run, call_id, usage, output_estimate=None if usage else -(-len(text) // CHARS_PER_TOKEN)
-        )
         with self._lock:
             for name, args in calls:
                 self._pending_args[name].append(args)
+        observation = None
         if self._run.loop_rule is not None:
-            tokens = usage.input_tokens + usage.output_tokens if usage else 0
-            self.supervisor.observe(self._run, ModelObservation(text, calls, tokens=tokens, model=_model_name(agent)))
+            tokens = usage.total_tokens if usage else 0
+            observation = ModelObservation(text, calls, tokens=tokens, model=_model_name(agent))
+        estimate = 0 if usage else -(-len(text) // CHARS_PER_TOKEN)
+        self.supervisor.after_llm_call(self._run, call_id, Reply(usage, estimate, observation=observation))
 
     async def on_tool_start(self, context: Any, agent: Any, tool: Any) -> None:
         decision = self.supervisor.on_tool_call(self._run, str(uuid.uuid4()), str(getattr(tool, "name", "tool")))
@@ -90,10 +90,6 @@ class GuardianRunHooks(RunHooks[Any]):
 
     def close(self, error: BaseException | None = None) -> None:
         """End the run: commit what is outstanding, settle calls that never ended. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
         self.supervisor.end_run(self._run, error=error)
 
 

@@ -64,6 +64,12 @@ _SERVER_STATE_ERRORS = (
 )
 
 
+def ledger_script() -> str:
+    """``lua/ledger.lua`` with the number of metrics filled in: the script has no list of its own."""
+    source = files("guardian.store").joinpath("lua/ledger.lua").read_text()
+    return source.replace("__METRIC_COUNT__", str(_N))
+
+
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
@@ -157,7 +163,7 @@ class RedisStore(Store):
                 "without decode_responses=True"
             )
         self.client = client
-        self._source = files("guardian.store").joinpath("lua/ledger.lua").read_text()
+        self._source = ledger_script()
         self._sha = hashlib.sha1(self._source.encode()).hexdigest()
         self._flush_interval_s = flush_interval_s
         self._max_batch = max_batch

@@ -266,7 +266,7 @@ def test_identity_comes_from_the_handler_and_can_be_overridden_per_run(
     model.invoke("q", config={"callbacks": [handler], "metadata": {"guardian_user": "bob", "guardian_tenant": "beta"}})
     rows = {(r.tenant, r.scope_key): r.spent.llm_calls for r in guard.status()}
     assert rows == {("acme", "alice"): 1, ("beta", "bob"): 1}
-    assert handler._identity_for({"guardian_tags": "prod"}).tags == frozenset({"prod"})
+    assert handler._named_identity({"guardian_tags": "prod"}).tags == frozenset({"prod"})
 
 
 def test_budgets_apply_only_where_they_match(make_guardian: GuardianFactory) -> None:
@@ -399,8 +399,7 @@ def test_handler_forgets_finished_runs(make_guardian: GuardianFactory) -> None:
         with pytest.raises(BudgetExceeded):
             react_graph(model, [search]).invoke({"messages": [HumanMessage("go")]}, config={"callbacks": [handler]})
     assert handler.active_runs == 0
-    assert not handler._root_of
-    assert not handler._members
+    assert handler._tree.live_nodes == 0
 
 
 def test_concurrent_async_runs_do_not_mix(make_guardian: GuardianFactory) -> None:

@@ -3,9 +3,9 @@
 -- Every key is passed in KEYS; ARGV refers to them by 1-based index, so a batch that
 -- stays within one tenant's hash tag runs on one Redis Cluster slot.
 --
--- A bucket is one hash. Field 'v' packs its counters (int64s): s1..s6 (spent), r1..r6 (reserved), x (the
+-- A bucket is one hash. Field 'v' packs its counters (int64s): s1..sM (spent), r1..rM (reserved), x (the
 -- earliest expiry, ms, of a hold or a settled-hold record; 0 when none). Field 'h:<call id>' packs a hold:
--- expiry, a1..a6. Field 'e:<call id>' packs what an expired hold was charged: until, a1..a6.
+-- expiry, a1..aM. Field 'e:<call id>' packs what an expired hold was charged: until, a1..aM.
 -- Field 'refused' counts the requests this bucket refused.
 --
 -- A hold that expires is CHARGED, not released: a process that died after its provider call (SIGKILL, a
@@ -23,17 +23,17 @@
 -- raises a hold to a total (never adds to it), releases and renewals find nothing the second time.
 --
 -- ARGV: now_ms, settled_ttl_ms, nb {bucket_idx}*nb (every bucket the ops touch), op count, then ops:
---   C call_id marker_idx marker_ttl_ms nb {bucket_idx ttl_ms}*nb a1..a6                  commit
+--   C call_id marker_idx marker_ttl_ms nb {bucket_idx ttl_ms}*nb a1..aM                  commit
 --   X call_id nb {bucket_idx}*nb                                                        release
 --   W call_id hold_ttl_ms nb {bucket_idx}*nb                                            renew a live hold
 --   S nb {bucket_idx}*nb                                                                read states
---   R call_id hold_ttl_ms mode marker_idx nk {kill_idx}*nk nb {bucket_idx ttl_ms enforce l1..l6}*nb a1..a6
---      mode 0 reserve (replace hold), 1 extend (raise the hold to a1..a6), 2 charge spent directly, once per
+--   R call_id hold_ttl_ms mode marker_idx nk {kill_idx}*nk nb {bucket_idx ttl_ms enforce l1..lM}*nb a1..aM
+--      mode 0 reserve (replace hold), 1 extend (raise the hold to a1..aM), 2 charge spent directly, once per
 --      marker (marker_idx 0: none); plus 8 for a probe, whose refusal is not counted (a smaller try follows)
 -- Returns for the R op: {0, states...} | {1, kill_pos} | {2, bucket_pos, metric_pos, limit, current, requested, states...}
--- where states = for each bucket s1..s6 r1..r6. Without an R op: {0, {exists refused s1..s6 r1..r6} per S bucket}.
+-- where states = for each bucket s1..sM r1..rM. Without an R op: {0, {exists refused s1..sM r1..rM} per S bucket}.
 
-local M = 6
+local M = __METRIC_COUNT__  -- len(guardian.amounts.METRICS), filled in by RedisStore as it loads the script
 local p = 1
 
 local function nextarg()
