@@ -45,7 +45,17 @@ FORBIDDEN = [
     ("guardian.supervisor", "guardian.integrations"),
     ("guardian.supervisor", "guardian.guard"),
     ("guardian.supervisor", "guardian.alerts.slack"),
+    # The pure steps do no I/O: no store implementation, no logging, no engine driver, no framework.
+    ("guardian.runs", "guardian.supervisor"),
+    ("guardian.runs", "guardian.store.memory"),
+    ("guardian.runs", "guardian.store.redis"),
+    ("guardian.runs", "guardian.logs"),
+    ("guardian.runs", "guardian.integrations"),
+    ("guardian.runtree", "guardian.integrations"),
+    ("guardian.outage", "guardian.supervisor"),
 ]
+ENGINE = ("guardian.runs", "guardian.runtree", "guardian.supervisor", "guardian.outage")
+FRAMEWORKS = ("langchain", "langchain_core", "langgraph", "agents", "redis", "slack_sdk")
 ALLOWED_IN_LOOPS = {"guardian.errors"}
 
 
@@ -70,3 +80,21 @@ def test_reading_a_policy_does_not_load_slack() -> None:
     code = "import sys, guardian.policy; print('slack_sdk' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == "False"
+
+
+def third_party_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+    return found
+
+
+@pytest.mark.parametrize("module", ENGINE)
+def test_the_engine_knows_no_framework_and_no_store_client(module: str) -> None:
+    """Adapters translate frameworks; the engine only sees its own events (imports anywhere in the module)."""
+    path = ROOT.parent / (module.replace(".", "/") + ".py")
+    assert third_party_imports(path) & set(FRAMEWORKS) == set()
