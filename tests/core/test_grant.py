@@ -126,3 +126,51 @@ def test_the_cli_grants_on_the_fleet_store(redis_url: str, key_prefix: str, tmp_
     no_policy = runner.invoke(app, ["grant", "--budget", "daily", "--calls", "1", "--store", redis_url])
     assert no_policy.exit_code == 2
     assert "needs the policy" in no_policy.output
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_pause_then_the_cli_grant_then_resume_finishes_on_redis(
+    mode: str, redis_url: str, key_prefix: str, tmp_path: Any
+) -> None:
+    """The operator's story end to end on the fleet store: a checkpointed create_agent run pauses at its budget
+    (exit_behavior="interrupt"), `guardian grant` is run from the command line, and `Command(resume=...)` finishes
+    the run, sync and async. The provider is called once per served call, never for the refused one."""
+    import asyncio
+
+    import yaml
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "budgets": [DAILY]}))
+    guard = Guardian(Policy.from_yaml(path), store=redis_url, key_prefix=key_prefix)
+    try:
+        model = ScriptedChatModel(replies=["one", "two", "three"])
+        middleware = guard.middleware(user="alice", tenant="acme", exit_behavior="interrupt")
+        agent = create_agent(model, [], middleware=[middleware], checkpointer=InMemorySaver())
+        config: Any = {"configurable": {"thread_id": f"story-{mode}"}}
+
+        def invoke(value: Any) -> Any:
+            if mode == "sync":
+                return agent.invoke(value, config)
+            return asyncio.run(agent.ainvoke(value, config))
+
+        invoke({"messages": [HumanMessage("a")]})
+        invoke({"messages": [HumanMessage("b")]})
+        paused = invoke({"messages": [HumanMessage("c")]})
+        (pause,) = paused["__interrupt__"]
+        assert (pause.value["guardian"], pause.value["budget"], pause.value["unit"]) == (
+            "BudgetExceeded",
+            "daily",
+            "llm_calls",
+        )
+        assert model.calls == 2
+        fleet = ["--store", redis_url, "--prefix", key_prefix, "-p", str(path)]
+        granted = CliRunner().invoke(
+            app, ["grant", "--budget", "daily", "--user", "alice", "--tenant", "acme", "--calls", "1", *fleet]
+        )
+        assert granted.exit_code == 0, granted.output
+        done = invoke(Command(resume="go"))
+        assert done["messages"][-1].content == "three"
+        assert model.calls == 3
+        assert middleware.active_runs == 0
+    finally:
+        guard.close()

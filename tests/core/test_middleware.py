@@ -145,6 +145,35 @@ async def test_the_async_path_counts_and_halts_the_same(make_guardian: GuardianF
     assert model.calls == 2
 
 
+async def test_the_async_path_ends_gracefully_under_end(make_guardian: GuardianFactory) -> None:
+    """ainvoke with exit_behavior="end": no exception, the last message says why, the run is closed."""
+    guard = make_guardian(user_calls(2))
+    model = ScriptedChatModel(replies=pages(5), max_tokens=50)
+    middleware = guard.middleware(user="fay", exit_behavior="end")
+    result = await create_agent(model, [lookup], middleware=[middleware]).ainvoke({"messages": [HumanMessage("x")]})
+    assert str(result["messages"][-1].content).startswith("Stopped by Guardian (BudgetExceeded): budget 'daily'")
+    assert model.calls == 2
+    assert middleware.active_runs == 0
+
+
+async def test_the_async_path_pauses_and_resumes_under_interrupt(make_guardian: GuardianFactory) -> None:
+    """ainvoke with exit_behavior="interrupt" and a checkpointer: a kill pauses, a cleared kill resumes to the end."""
+    guard = make_guardian({})
+    middleware = guard.middleware(user="gus", exit_behavior="interrupt")
+    model = ScriptedChatModel(replies=pages(2), max_tokens=50)
+    agent = create_agent(model, [lookup], middleware=[middleware], checkpointer=InMemorySaver())
+    config: Any = {"configurable": {"thread_id": "t-async"}}
+    guard.kill(user="gus")
+    paused = await agent.ainvoke({"messages": [HumanMessage("read")]}, config)
+    assert paused["__interrupt__"][0].value["guardian"] == "RunKilled"
+    assert model.calls == 0
+    guard.kill(user="gus", clear=True)
+    done = await agent.ainvoke(Command(resume="retry"), config)
+    assert done["messages"][-1].content == "Done."
+    assert model.calls == 3
+    assert middleware.active_runs == 0
+
+
 def test_an_unknown_exit_behavior_is_refused(make_guardian: GuardianFactory) -> None:
     guard = make_guardian({})
     with pytest.raises(ValueError, match="exit_behavior must be one of error, end, interrupt"):
