@@ -24,7 +24,7 @@ from typing import Any
 import redis
 import structlog
 from langchain_core.callbacks import UsageMetadataCallbackHandler
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableLambda
 
 from guardian import Guardian, Policy
@@ -263,6 +263,47 @@ def row(label: str, us: float, ratio: float | None = None, versus: str = "") -> 
     print(f"{label:<48}{us:>10.1f}{shown}")
 
 
+def bench_doors(url: str | None, calls: int) -> dict[str, float]:
+    """The two LangChain doors side by side on the same ``create_agent`` agent (one model call per invoke, the
+    same three budgets): the callback in the invoke's config, and the v1 middleware. Added time per invoke."""
+    stores = {"memory": "memory://", **({"redis": url} if url is not None else {})}
+    results: dict[str, float] = {}
+    for name, store in stores.items():
+        with Guardian(POLICY, store=store, key_prefix=f"guardian-bench-{uuid.uuid4().hex[:8]}:") as guard:
+            times = interleaved(_door_cases(guard), calls // 4)
+        results[f"{name}_agent_bare_us"] = times["bare"]
+        results[f"{name}_callback_added_us"] = times["callback"] - times["bare"]
+        results[f"{name}_middleware_added_us"] = times["middleware"] - times["bare"]
+        results[f"{name}_empty_hooks_added_us"] = times["empty hooks"] - times["bare"]
+    return results
+
+
+def _door_cases(guard: Guardian) -> dict[str, Callable[[], Any]]:
+    from langchain.agents import create_agent
+    from langchain.agents.middleware import AgentMiddleware
+
+    class EmptyHooks(AgentMiddleware):
+        """What LangGraph charges for the hooks the middleware needs (two more graph nodes), doing nothing."""
+
+        def before_agent(self, state: Any, runtime: Any) -> None:
+            return None
+
+        def after_agent(self, state: Any, runtime: Any) -> None:
+            return None
+
+    handler = guard.callback(agent="bench", user="u", tenant="t")
+    bare = create_agent(model(), [])
+    hooks = create_agent(model(), [], middleware=[EmptyHooks()])
+    guarded = create_agent(model(), [], middleware=[guard.middleware(agent="bench", user="u", tenant="t")])
+    inputs: Any = {"messages": [HumanMessage("hi")]}
+    return {
+        "bare": lambda: bare.invoke(inputs),
+        "callback": lambda: bare.invoke(inputs, config={"callbacks": [handler]}),
+        "middleware": lambda: guarded.invoke(inputs),
+        "empty hooks": lambda: hooks.invoke(inputs),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--redis", default=os.environ.get("GUARDIAN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -290,6 +331,16 @@ def main() -> None:
     row("fake chat model ainvoke (bare)", r["async_bare_us"])
     added = r["async_memory_added_us"]
     row("+ Guardian, MemoryStore, ainvoke (added)", added, added / usage_added, "(vs usage handler)")
+    doors = bench_doors(url, args.calls)
+    for name in ("memory", "redis"):
+        if f"{name}_agent_bare_us" not in doors:
+            continue
+        callback, middleware = doors[f"{name}_callback_added_us"], doors[f"{name}_middleware_added_us"]
+        row(f"create_agent invoke, 1 model call (bare, {name})", doors[f"{name}_agent_bare_us"])
+        row(f"+ Guardian callback, {name} (added)", callback, 1.0)
+        row(f"+ Guardian middleware, {name} (added)", middleware, middleware / callback, "(vs callback)")
+        hooks = doors[f"{name}_empty_hooks_added_us"]
+        row("  of which LangGraph's two hook nodes (empty)", hooks, hooks / callback, "(vs callback)")
     steps = bench_steps()
     row("ReAct step, 20-message state (bare graph)", steps["step_bare_us"])
     row("+ Guardian adapter, no loop detection", steps["adapter_step_us"], 1.0)
