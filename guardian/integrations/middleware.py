@@ -17,6 +17,9 @@ does is the middleware's ``exit_behavior``:
 One agent invocation is one run: started in ``before_agent``, ended in ``after_agent`` (or when a
 halt, an interrupt or an error leaves the agent). A resumed invocation, which skips
 ``before_agent``, starts its run at its first model or tool call and is found again by thread.
+
+Prompt tokens are counted by the request's own model where its class has a tokenizer that works here
+(``ChatOpenAI``: tiktoken, bound tools included), else approximated (see ``prompt_tokens``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from guardian.errors import GuardianHalt
 from guardian.identity import Identity
 from guardian.integrations.langchain import reply_of, request_schema_tokens
 from guardian.integrations.observe import tool_observation
+from guardian.integrations.prompt_tokens import PromptCounter
 from guardian.runs import RunState
 from guardian.runtree import RunTree
 from guardian.supervisor import Supervisor
@@ -70,6 +74,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
         self.identity = identity
         self.exit_behavior: ExitBehavior = exit_behavior
         self._runs: RunTree[str] = RunTree(supervisor)  # run id, or "thread:<id>" for a resumed invocation
+        self._counter = PromptCounter()  # prompt tokens with the request's own model, where it can
 
     @property
     def name(self) -> str:
@@ -183,9 +188,11 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
     def _reserve(self, run: RunState, call_id: str, request: ModelRequest[Any]) -> GuardianHalt | None:
         prompt = _prompt_of(request)
         tools = [t if isinstance(t, dict) else convert_to_openai_tool(t) for t in request.tools]
-        prompt_tokens = count_tokens_approximately(prompt) + request_schema_tokens(
-            {"tools": tools, "response_format": request.response_format} if tools else {}
-        )
+        prompt_tokens = self._counter.count(request.model, prompt, tools)
+        if prompt_tokens is None:  # the model has no counter of its own that works here
+            prompt_tokens = count_tokens_approximately(prompt) + request_schema_tokens(
+                {"tools": tools, "response_format": request.response_format} if tools else {}
+            )
         params = _ls_params(request)
         max_tokens = params.get("ls_max_tokens")
         return self.supervisor.before_llm_call(
