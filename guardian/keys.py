@@ -139,6 +139,14 @@ class KeyBuilder:
         """A once-only mark, e.g. the dedup of an alert."""
         return f"{self.prefix}{{{_GLOBAL_TAG}}}:m:{escape(name)}"
 
+    def history(self, tenant: str | None) -> str:
+        """A tenant's spend history (a Redis Stream), in the tenant's slot beside its buckets; outcomes recorded
+        without a tenant go to the fleet-wide one."""
+        return f"{self.prefix}{{{self._tag(tenant)}}}:h"
+
+    def history_pattern(self) -> str:
+        return f"{self.prefix}{{*}}:h"
+
     def bucket_pattern(self) -> str:
         return f"{self.prefix}{{*}}:b:*"
 

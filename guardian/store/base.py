@@ -24,6 +24,7 @@ __all__ = [
     "ChargeMode",
     "CommitRequest",
     "Counter",
+    "HistoryEntry",
     "KillCheck",
     "Refusal",
     "ReleaseRequest",
@@ -97,6 +98,21 @@ class ReserveRequest:
 
 
 @dataclass(slots=True)
+class HistoryEntry:
+    """One record of the spend history: ``payload`` (opaque text) appended to the history ``key`` at ``now``.
+
+    A history keeps ``keep_s`` of records, and at most about ``max_records`` (trimmed approximately, as Redis'
+    ``MAXLEN ~`` does; an in-process store may keep fewer to bound its memory).
+    """
+
+    key: str
+    payload: str
+    now: float
+    keep_s: float
+    max_records: int
+
+
+@dataclass(slots=True)
 class CommitRequest:
     """Settle a call: drop its hold on every target and add what it really used.
 
@@ -109,6 +125,7 @@ class CommitRequest:
     now: float
     marker_key: str
     marker_ttl_s: float = SETTLED_TTL_S  # outlives any retry of a queued commit; one small key per call
+    history: HistoryEntry | None = None  # appended with the commit, once: a commit sent twice records once
 
 
 @dataclass(slots=True)
@@ -234,6 +251,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def flags(self, pattern: str, now: float) -> list[str]:
         """Keys of the flags matching a Redis-style glob."""
+
+    @abc.abstractmethod
+    def append(self, entry: HistoryEntry) -> None:
+        """Add a record to a history (a halt, an outcome, a cache hit); may be deferred like a commit."""
+
+    @abc.abstractmethod
+    def history(self, pattern: str, since: float, until: float) -> Iterator[tuple[float, str]]:
+        """The records of every history matching a Redis-style glob with ``since <= time < until``, as
+        (time, payload), oldest first. Deferred records are flushed first."""
 
     def retire(self, keys: Sequence[str], now: float, keep_s: float) -> None:  # noqa: B027 - optional hook
         """A run ended: its buckets may go after ``keep_s``. An in-process store uses this to stay small; a

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -16,6 +17,7 @@ from guardian.store.base import (
     ChargeMode,
     CommitRequest,
     Counter,
+    HistoryEntry,
     Refusal,
     ReleaseRequest,
     RenewRequest,
@@ -30,6 +32,7 @@ __all__ = ["MemoryStore"]
 
 _N = len(METRICS)
 _INF = float("inf")
+MEMORY_HISTORY_MAX = 100_000  # records per history in one process (~30 MB): the fleet's history lives in Redis
 MAX_MARKERS = 200_000  # commit retries arrive within seconds; the oldest markers go first
 # In one process a commit or charge is never re-sent after a lost reply (there is no wire): a duplicate can only
 # come at once, so its marker need not outlive the call by hours (100k short runs would keep 100k markers for 6 h).
@@ -107,6 +110,7 @@ class MemoryStore(Store):
         self._flags: dict[str, float | None] = {}  # key -> expiry (None: never)
         self._markers: OrderedDict[str, float] = OrderedDict()  # committed call markers -> expiry
         self._counters: dict[str, tuple[int, float]] = {}  # key -> (value, expiry)
+        self._histories: dict[str, deque[tuple[float, str]]] = {}  # key -> (time, payload), oldest first
         self._last_sweep = 0.0
 
     def reserve(self, request: ReserveRequest) -> ReserveResult:
@@ -179,6 +183,31 @@ class MemoryStore(Store):
                     bucket.charge(amount)
                 elif bucket.holds:
                     bucket.drop(request.call_id)
+            if first and request.history is not None:
+                self._append(request.history)
+
+    def append(self, entry: HistoryEntry) -> None:
+        with self._lock:
+            self._append(entry)
+
+    def history(self, pattern: str, since: float, until: float) -> Iterator[tuple[float, str]]:
+        with self._lock:
+            found = [list(h) for k, h in self._histories.items() if fnmatchcase(k, pattern)]
+        for t, payload in heapq.merge(*found, key=lambda r: r[0]):
+            if since <= t < until:
+                yield t, payload
+
+    def _append(self, entry: HistoryEntry) -> None:
+        records = self._histories.get(entry.key)
+        if records is None:
+            records = self._histories[entry.key] = deque()
+        # Times stay in order, as a Redis Stream's ids do: a record never lands before the last one.
+        records.append((max(entry.now, records[-1][0]) if records else entry.now, entry.payload))
+        oldest = entry.now - entry.keep_s
+        while records and records[0][0] < oldest:
+            records.popleft()
+        while len(records) > min(entry.max_records, MEMORY_HISTORY_MAX):
+            records.popleft()
 
     def release(self, request: ReleaseRequest) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import heapq
 import os
 import struct
 import threading
@@ -31,6 +32,7 @@ from guardian.store.base import (
     ChargeMode,
     CommitRequest,
     Counter,
+    HistoryEntry,
     KillCheck,
     Refusal,
     ReleaseRequest,
@@ -49,7 +51,7 @@ _N = len(METRICS)
 _COUNTERS = struct.Struct(f"<{2 * _N + 1}q")  # as ledger.lua packs them: spent, reserved, earliest hold expiry
 _HOLD = struct.Struct(f"<{_N + 1}q")  # expiry, amounts
 _log = get_logger()
-_Pending: TypeAlias = CommitRequest | ReleaseRequest
+_Pending: TypeAlias = CommitRequest | ReleaseRequest | HistoryEntry
 _SETTLED_TTL_MS = int(SETTLED_TTL_S * 1000)
 _PROBE_FLAG = 8  # added to an R op's mode: a probe's refusal is not counted (ledger.lua)
 
@@ -108,6 +110,18 @@ class _Batch:
         for t in c.targets:
             self.ops += [self.bucket(t.key), _ttl_ms(t, c.now)]
         self.ops += c.amount.as_vector()
+        self._history(c.history)
+
+    def append(self, h: HistoryEntry) -> None:
+        self.count += 1
+        self.ops.append("A")
+        self._history(h)
+
+    def _history(self, h: HistoryEntry | None) -> None:
+        if h is None:
+            self.ops.append(0)
+        else:
+            self.ops += [self.key(h.key), h.payload, _ms(h.now), max(1, _ms(h.keep_s)), max(1, h.max_records)]
 
     def release(self, r: ReleaseRequest) -> None:
         self.count += 1
@@ -223,6 +237,30 @@ class RedisStore(Store):
 
     def release(self, request: ReleaseRequest) -> None:
         self._defer(request)
+
+    def append(self, entry: HistoryEntry) -> None:
+        self._defer(entry)
+
+    def history(self, pattern: str, since: float, until: float) -> Iterator[tuple[float, str]]:
+        """Every matching stream read by id range (ids are the writers' clocks, in ms), merged oldest first."""
+        self.flush()
+        try:
+            keys = sorted(k.decode() for k in self.client.scan_iter(match=pattern, count=1000, _type="stream"))
+            streams = [self._stream(key, since, until) for key in keys]
+        except redis.RedisError as exc:
+            raise _store_error("history", exc) from exc
+        yield from heapq.merge(*streams, key=lambda r: r[0])
+
+    def _stream(self, key: str, since: float, until: float, page: int = 1000) -> list[tuple[float, str]]:
+        records: list[tuple[float, str]] = []
+        start, end = str(_ms(since)), str(_ms(until) - 1)  # ids are "<ms>-<seq>": up to the ms before until
+        while True:
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = self.client.xrange(key, start, end, count=page)  # type: ignore[assignment]
+            for entry_id, fields in entries:
+                records.append((int(entry_id.split(b"-")[0]) / 1000, fields[b"r"].decode()))
+            if len(entries) < page:
+                return records
+            start = "(" + entries[-1][0].decode()
 
     def flush(self) -> None:
         while True:
@@ -391,6 +429,8 @@ class RedisStore(Store):
         for item in items:
             if isinstance(item, CommitRequest):
                 batch.commit(item)
+            elif isinstance(item, HistoryEntry):
+                batch.append(item)
             else:
                 batch.release(item)
         if reservation is not None:
@@ -529,7 +569,9 @@ def _may_succeed_later(exc: redis.RedisError) -> bool:
 
 
 def _describe(item: _Pending) -> dict[str, Any]:
-    """Enough to restore a lost item by hand from the log."""
+    """Enough to restore a lost item by hand from the log (a history record's payload holds no prompt text)."""
+    if isinstance(item, HistoryEntry):
+        return {"history": item.key, "payload": item.payload}
     described: dict[str, Any] = {"call_id": item.call_id, "targets": [t.key for t in item.targets]}
     if isinstance(item, CommitRequest):
         described["amount"] = item.amount.nonzero()

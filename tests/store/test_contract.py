@@ -15,6 +15,7 @@ from guardian.store import (
     ChargeMode,
     CommitRequest,
     Counter,
+    HistoryEntry,
     KillCheck,
     MemoryStore,
     ReleaseRequest,
@@ -402,3 +403,54 @@ def test_a_counter_is_read_without_being_written(store: Store, keys: KeyBuilder)
     store.count(Counter(key, 3600.0), 3, now=NOW)
     assert store.counter(key, NOW) == 5
     assert store.counters(keys.grant_pattern(), NOW) == [(key, 5)]
+
+
+# -- spend history ------------------------------------------------------------------------------------------------
+
+
+def entry(keys: KeyBuilder, payload: str, now: float = NOW, tenant: str = "acme", **limits: float) -> HistoryEntry:
+    return HistoryEntry(
+        keys.history(tenant), payload, now, limits.get("keep_s", 86_400.0), int(limits.get("max_records", 1000))
+    )
+
+
+def test_a_commit_records_its_history_once_even_when_sent_twice(store: Store, keys: KeyBuilder) -> None:
+    t = target(keys, "a", total_tokens=1000)
+    request = CommitRequest("c1", [t], call(10), NOW, keys.call_marker("acme", "c1"), history=entry(keys, "one"))
+    store.commit(request)
+    store.commit(request)
+    store.flush()
+    assert list(store.history(keys.history_pattern(), NOW - 1, NOW + 1)) == [(NOW, "one")]
+    assert state(store, t).spent.total_tokens == 10
+
+
+def test_appended_records_come_back_in_time_order_across_tenants(store: Store, keys: KeyBuilder) -> None:
+    store.append(entry(keys, "acme-1", NOW + 1))
+    store.append(entry(keys, "beta-1", NOW + 2, tenant="beta"))
+    store.append(entry(keys, "acme-2", NOW + 3))
+    records = list(store.history(keys.history_pattern(), NOW, NOW + 10))
+    assert records == [(NOW + 1, "acme-1"), (NOW + 2, "beta-1"), (NOW + 3, "acme-2")]
+    assert [p for _, p in store.history(keys.history("beta"), NOW, NOW + 10)] == ["beta-1"]
+
+
+def test_history_is_read_by_time_range(store: Store, keys: KeyBuilder) -> None:
+    for i in range(5):
+        store.append(entry(keys, f"r{i}", NOW + i))
+    assert [p for _, p in store.history(keys.history_pattern(), NOW + 1, NOW + 4)] == ["r1", "r2", "r3"]
+
+
+def test_a_record_from_a_slow_clock_is_kept_after_the_last_one(store: Store, keys: KeyBuilder) -> None:
+    """Fleet clocks differ: a record stamped before the history's last one is kept, at the last one's time."""
+    store.append(entry(keys, "late", NOW + 10))
+    store.flush()  # two queued records may be sent by two threads at once, in either order
+    store.append(entry(keys, "early", NOW + 5))
+    assert list(store.history(keys.history_pattern(), NOW, NOW + 20)) == [(NOW + 10, "late"), (NOW + 10, "early")]
+
+
+def test_history_is_trimmed_by_count_and_by_age(store: Store, keys: KeyBuilder) -> None:
+    for i in range(1000):
+        store.append(entry(keys, f"r{i}", NOW, max_records=100))
+    kept = [p for _, p in store.history(keys.history_pattern(), 0, NOW + 10)]
+    assert 100 <= len(kept) <= 300  # Redis trims whole stream nodes ("MAXLEN ~"): about the limit
+    store.append(entry(keys, "much later", NOW + 5000, keep_s=60, max_records=100))
+    assert [p for _, p in store.history(keys.history_pattern(), 0, NOW + 10_000)] == ["much later"]

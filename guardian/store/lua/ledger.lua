@@ -23,7 +23,9 @@
 -- raises a hold to a total (never adds to it), releases and renewals find nothing the second time.
 --
 -- ARGV: now_ms, settled_ttl_ms, nb {bucket_idx}*nb (every bucket the ops touch), op count, then ops:
---   C call_id marker_idx marker_ttl_ms nb {bucket_idx ttl_ms}*nb a1..aM                  commit
+--   C call_id marker_idx marker_ttl_ms nb {bucket_idx ttl_ms}*nb a1..aM H                commit (H: history)
+--   A H                                                                                 append to a history
+--      where H is history_idx (0: none), then, if not 0: payload at_ms keep_ms max_records
 --   X call_id nb {bucket_idx}*nb                                                        release
 --   W call_id hold_ttl_ms nb {bucket_idx}*nb                                            renew a live hold
 --   S nb {bucket_idx}*nb                                                                read states
@@ -200,6 +202,34 @@ local function append_state(out, v)
   end
 end
 
+-- A record of the spend history: a Stream entry whose id is the caller's clock (kept in order: never before the
+-- last entry's), trimmed to keep_ms of age (exactly) and about max_records (whole nodes, cheaply); the stream
+-- itself goes after keep_ms idle.
+local function history()
+  local hidx = tonumber(nextarg())
+  if hidx == 0 then
+    return nil
+  end
+  return {KEYS[hidx], nextarg(), tonumber(nextarg()), tonumber(nextarg()), tonumber(nextarg())}
+end
+
+local function append(h)
+  local hk, payload, at, keep_ms, max_records = h[1], h[2], h[3], h[4], h[5]
+  local ms = at
+  local last = redis.call('XREVRANGE', hk, '+', '-', 'COUNT', 1)
+  if last[1] then
+    local last_ms = tonumber(string.match(last[1][1], '^(%d+)'))
+    if last_ms > ms then
+      ms = last_ms
+    end
+  end
+  redis.call('XADD', hk, 'MINID', string.format('%d', at - keep_ms), string.format('%d', ms) .. '-*', 'r', payload)
+  if redis.call('XLEN', hk) > max_records then
+    redis.call('XTRIM', hk, 'MAXLEN', '~', max_records)
+  end
+  redis.call('PEXPIRE', hk, keep_ms)
+end
+
 local result = {0}
 
 for _ = 1, nops do
@@ -214,7 +244,11 @@ for _ = 1, nops do
       buckets[b] = {KEYS[tonumber(nextarg())], nextarg()}
     end
     local a = read_amounts()
+    local h = history()
     local first = redis.call('SET', marker, '1', 'NX', 'PX', marker_ttl)
+    if first and h then
+      append(h)
+    end
     for _, bk in ipairs(buckets) do
       local v = load(bk[1])
       if first then
@@ -227,6 +261,8 @@ for _ = 1, nops do
       end
       save(bk[1], bk[2])
     end
+  elseif op == 'A' then
+    append(history())
   elseif op == 'X' then
     local id = nextarg()
     local nb = tonumber(nextarg())
