@@ -22,6 +22,7 @@ from guardian.errors import GuardianError, PolicyError
 from guardian.guard import STORE_URL_ENV, BudgetStatus, Guardian, describe_kill, validate_kill_ttl
 from guardian.keys import DEFAULT_PREFIX, KeyBuilder
 from guardian.policy import Policy, check_policy_without_env, load_policy
+from guardian.report import GROUPINGS, Report, as_csv, as_json, as_table, parse_since
 from guardian.windows import window_span
 
 app = typer.Typer(
@@ -302,6 +303,76 @@ def grant(
     finally:
         guard.close()
     out.print(f"granted on {escape(key)}")
+
+
+@app.command()
+def report(
+    since: Annotated[
+        str, typer.Option("--since", metavar="WHEN", help="Start: 7d, 24h, 30m, 2w ago, or an ISO date (UTC).")
+    ] = "7d",
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="WHEN", help="End (default: now), as --since.")
+    ] = None,
+    by: Annotated[str, typer.Option("--by", metavar="FIELD", help="Group by agent, user, tenant, model or day.")] = (
+        "agent"
+    ),
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="table, csv, json (micro-dollars) or html (charts).")
+    ] = "table",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="PATH", help="Write to a file (html needs one).")
+    ] = None,
+    top: Annotated[int, typer.Option("--top", metavar="N", help="How many of the costliest runs to list.")] = 10,
+    tenant: Annotated[str | None, typer.Option("--tenant", metavar="NAME", help="Only this tenant.")] = None,
+    store: FleetStoreUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """Where the money went: spend, calls, tokens, cache savings, loop waste, halts and outcomes, from the history."""
+    _check_prefix(prefix)
+    if by not in GROUPINGS:
+        _fail(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}", 2)
+    if fmt not in REPORT_FORMATS:
+        _fail(f"--format must be one of {', '.join(REPORT_FORMATS)}, got {fmt!r}", 2)
+    if fmt == "html" and output is None:
+        _fail("--format html writes a page with charts: give it a file, e.g. --output report.html", 2)
+    if top < 0:
+        _fail("--top must be 0 or more", 2)
+    guard = _open(None, _fleet_store(store), prefix)
+    try:
+        now = guard.clock()
+        try:
+            start = parse_since(since, now)
+            end = now + 1.0 if until is None else parse_since(until, now)
+        except ValueError as exc:
+            _fail(f"{exc}", 2)
+        if end <= start:
+            _fail("--until must come after --since", 2)
+        built = guard.report(since=start, until=end, by=by, top=top, tenant=tenant)
+    except GuardianError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        guard.close()
+    text = _render_report(built, fmt)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write {output}: {exc.strerror or exc}", 1)
+    out.print(f"wrote {escape(str(output))} ({fmt}, {len(built.rows)} {by} row(s), {built.total.calls:,} calls)")
+
+
+REPORT_FORMATS = ("table", "csv", "json", "html")
+
+
+def _render_report(built: Report, fmt: str) -> str:
+    if fmt == "html":
+        from guardian.report_html import as_html
+
+        return as_html(built)
+    return {"table": as_table, "csv": as_csv, "json": as_json}[fmt](built)
 
 
 @app.command()

@@ -9,7 +9,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from types import TracebackType
 from typing import Any
 
@@ -18,11 +18,13 @@ import redis
 from guardian.alerts import Alert, AlertDispatcher, AlertSink, build_dispatcher
 from guardian.amounts import Amounts, format_amount, micro_usd
 from guardian.errors import GuardianError
+from guardian.history import UsageRecord
 from guardian.identity import Identity
 from guardian.integrations.langchain import GuardianCallbackHandler
 from guardian.keys import DEFAULT_PREFIX, KeyBuilder, KillFlag, KillTarget
 from guardian.policy import Policy
 from guardian.renewal import HoldRenewer
+from guardian.report import Report, build_report, parse_since
 from guardian.store import RedisStore, Store, open_store
 from guardian.store.base import Counter
 from guardian.supervisor import Supervisor
@@ -107,12 +109,15 @@ class Guardian:
         tags: Iterable[str] = (),
         *,
         exit_behavior: str = "error",
+        outcome: Callable[[Any], Any] | None = None,
     ) -> Any:
         """A LangChain v1 ``AgentMiddleware`` for ``create_agent(model, tools, middleware=[...])``.
 
         ``exit_behavior``: ``"error"`` raises the halt; ``"end"`` ends the run with an ``AIMessage`` saying
         what stopped it; ``"interrupt"`` pauses a checkpointed run with ``interrupt()`` so it can be resumed
-        with ``Command(resume=...)`` once there is room. Needs the ``langchain`` package (``create_agent``).
+        with ``Command(resume=...)`` once there is room. ``outcome``: called with the agent's final state as a
+        run finishes, returns whether it succeeded (``True``/``False``, or ``(success, value_usd)``, or None for
+        no judgement), recorded for reports. Needs the ``langchain`` package (``create_agent``).
         """
         try:
             from guardian.integrations.middleware import GuardianMiddleware
@@ -120,7 +125,8 @@ class Guardian:
             raise ImportError(
                 "Guardian.middleware needs LangChain v1's agents: pip install 'guardian-supervisor[langchain]'"
             ) from exc
-        return GuardianMiddleware(self.supervisor, Identity.of(agent, user, tenant, tags), exit_behavior)  # type: ignore[arg-type]
+        identity = Identity.of(agent, user, tenant, tags)
+        return GuardianMiddleware(self.supervisor, identity, exit_behavior, outcome)  # type: ignore[arg-type]
 
     def openai_hooks(
         self,
@@ -295,6 +301,64 @@ class Guardian:
             tenant, _, agent, day = self.keys.parse_counter(key)
             out.append((tenant, agent, day, value))
         return out
+
+    def record_outcome(
+        self,
+        run_id: str,
+        *,
+        success: bool,
+        value_usd: Decimal | float | str | None = None,
+        agent: str | None = None,
+        user: str | None = None,
+        tenant: str | None = None,
+    ) -> None:
+        """Record what a run achieved: ``success``, and what it was worth (``value_usd``, dollars). Reports then
+        show cost per successful run, value per dollar and the cost of failures. ``run_id`` is the run's id (the
+        callback's root run: name it with ``config["run_id"]``; the middleware records outcomes itself with its
+        ``outcome=`` hook). Giving the run's ``tenant`` keeps the record in that tenant's history."""
+        try:
+            value = 0 if value_usd is None else micro_usd(Decimal(str(value_usd)))
+        except InvalidOperation:
+            raise GuardianError(f"value_usd is a number of dollars, got {value_usd!r}") from None
+        if value < 0 or not isinstance(success, bool):
+            raise GuardianError("an outcome is success=True or False, with a value_usd of 0 or more")
+        identity = None if tenant is None and agent is None and user is None else Identity.of(agent, user, tenant)
+        self.supervisor.record_outcome(run_id, success=success, value_micro_usd=value, identity=identity)
+
+    def history(
+        self, *, since: float | str = "7d", until: float | None = None, tenant: str | None = None
+    ) -> list[UsageRecord]:
+        """The spend history's records from ``since`` (epoch seconds, or ``7d``/``24h``/an ISO date) to ``until``
+        (default: now), oldest first; with ``tenant``, that tenant's records and the outcomes of its runs."""
+        now = self.clock()
+        start = parse_since(since, now) if isinstance(since, str) else since
+        end = now + 1.0 if until is None else until
+        records = []
+        for t, payload in self.store.history(self.keys.history_pattern(), start, end):
+            record = UsageRecord.from_payload(t, payload)
+            if record is not None:
+                records.append(record)
+        if tenant is not None:
+            runs = {r.run for r in records if r.tenant == tenant}
+            records = [r for r in records if r.tenant == tenant or (r.kind == "outcome" and r.run in runs)]
+        return records
+
+    def report(
+        self,
+        *,
+        since: float | str = "7d",
+        until: float | None = None,
+        by: str = "agent",
+        top: int = 10,
+        tenant: str | None = None,
+    ) -> Report:
+        """Where the money went from ``since`` to ``until``, grouped ``by`` agent, user, tenant, model or day
+        (see ``guardian.report``); what ``guardian report`` prints for the fleet."""
+        now = self.clock()
+        start = parse_since(since, now) if isinstance(since, str) else since
+        end = now + 1.0 if until is None else until
+        records = self.history(since=start, until=end, tenant=tenant)
+        return build_report(records, since=start, until=end, by=by, top=top)
 
     def kills(self, *, tenant: str | None = None) -> list[KillFlag]:
         """The kill flags set now; with ``tenant``, only those that halt runs of that tenant (its own and

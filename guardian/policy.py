@@ -91,6 +91,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_HISTORY_KEEP_S = 400 * 86_400.0  # a year and a month: last year's same month stays comparable
+
+
 class Settings(_Strict):
     on_store_error: Literal["fail_closed", "fail_open"] = "fail_closed"
     unknown_model: Literal["block", "warn"] = "block"
@@ -118,6 +121,17 @@ class Settings(_Strict):
     )
     stream_block_tokens: Annotated[int, _NotBool] = Field(
         256, gt=0, le=MAX_TOKENS_SETTING, description="tokens a stream's hold grows by at a time"
+    )
+    history: bool = Field(True, description="record every committed call, cache hit and halt in the spend history")
+    history_keep_s: Annotated[float, _NotBool] = Field(
+        30 * 86_400.0,
+        ge=MIN_TTL_S,
+        le=MAX_HISTORY_KEEP_S,
+        allow_inf_nan=False,
+        description="how long the spend history keeps a record",
+    )
+    history_max_records: Annotated[int, _NotBool] = Field(
+        1_000_000, gt=0, le=100_000_000, description="records kept per tenant's history, about (oldest go first)"
     )
 
 

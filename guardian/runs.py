@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from guardian.alerts._model import Alert
 from guardian.amounts import METRICS, Amounts
 from guardian.errors import GuardianHalt
+from guardian.history import UsageRecord
 from guardian.identity import Identity
 from guardian.keys import BucketKey, KeyBuilder, KillTarget, escape
 from guardian.loops import LoopDetector, LoopVerdict, ModelObservation
@@ -41,9 +42,12 @@ __all__ = [
     "bind",
     "bucket_alert",
     "bucket_for",
+    "cache_hit_record",
+    "call_record",
     "charged",
     "daily_counter_span",
     "extension_wanted",
+    "halt_record",
     "is_over_hold",
     "make_plan",
     "priced",
@@ -236,6 +240,10 @@ class RunState:
     def targets(self) -> list[Target]:
         return self.binding.targets
 
+    @property
+    def identity_names(self) -> tuple[str, str, str]:
+        return self.identity.agent, self.identity.user, self.identity.tenant
+
     def recent_costs(self, calls: int) -> tuple[int, int]:
         """Tokens and micro-dollars of the run's last ``calls`` model calls (a loop's price)."""
         with self.lock:
@@ -420,6 +428,42 @@ def loop_alert(
         scope_key=run.run_id,
         spent={"total_tokens": tokens, "cost_usd": cost} if tokens else {},
         reason=f"{verdict.signal} on {verdict.subject} after {verdict.repeats} repeats: {verdict.description}",
+    )
+
+
+def call_record(
+    run: RunState, call: CallState, usage: TokenUsage, actual: Amounts, now: float, *, estimated: bool
+) -> UsageRecord:
+    """The history record of a committed model call."""
+    return UsageRecord(
+        "call",
+        now,
+        run.run_id,
+        *run.identity_names,
+        thread=run.thread,
+        model=call.model,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        cost_micro_usd=actual.cost_usd,
+        flags=("estimated",) if estimated else (),
+    )
+
+
+def cache_hit_record(run: RunState, call: CallState, saved: int, now: float) -> UsageRecord:
+    """The history record of a call answered from the framework's cache."""
+    return UsageRecord(
+        "cache_hit", now, run.run_id, *run.identity_names, thread=run.thread, model=call.model, saved_micro_usd=saved
+    )
+
+
+def halt_record(run: RunState, halt: GuardianHalt, now: float) -> UsageRecord:
+    """The history record of a run's halt: its type, and the budget or loop signal that caused it."""
+    detail = getattr(halt, "budget", None) or getattr(halt, "signal", None) or getattr(halt, "target", None) or ""
+    return UsageRecord(
+        "halt", now, run.run_id, *run.identity_names, thread=run.thread, reason=type(halt).__name__, detail=str(detail)
     )
 
 

@@ -30,6 +30,7 @@ from guardian.errors import (
     UnknownModel,
 )
 from guardian.estimates import OutputHistory, check_usage
+from guardian.history import UsageRecord
 from guardian.identity import Identity
 from guardian.keys import KeyBuilder
 from guardian.logs import get_logger
@@ -51,9 +52,12 @@ from guardian.runs import (
     bind,
     bucket_alert,
     bucket_for,
+    cache_hit_record,
+    call_record,
     charged,
     daily_counter_span,
     extension_wanted,
+    halt_record,
     is_over_hold,
     loop_alert,
     make_plan,
@@ -66,6 +70,7 @@ from guardian.store.base import (
     ChargeMode,
     CommitRequest,
     Counter,
+    HistoryEntry,
     KillCheck,
     ReleaseRequest,
     RenewRequest,
@@ -312,7 +317,7 @@ class Supervisor:
         if usage is None:
             self._note_estimated(run, call)
             usage = TokenUsage(call.prompt_tokens, max(call.tokens_seen, reply.output_estimate))
-        charged_amounts = self._settle(run, call, usage)
+        charged_amounts = self._settle(run, call, usage, estimated=reply.usage is None)
         if reply.observation is not None and run.loop_rule is not None:
             self.observe(run, reply.observation)
         return charged_amounts
@@ -346,6 +351,7 @@ class Supervisor:
             self._store_op("release", self.store.release, ReleaseRequest(call.call_id, call.targets, now))
         saved = (self.pricer.cost(call.provider, call.model, usage) or 0) if usage is not None else 0
         self.log.info("cache_hit", **run.fields, call_id=call.call_id, model=call.model, saved_micro_usd=saved)
+        self._record(run, cache_hit_record(run, call, saved, now))
         self._count("cache_hits", run, 1, now)
         self._count("cache_saved_micro_usd", run, saved, now)
 
@@ -367,8 +373,16 @@ class Supervisor:
             self._live.pop(call_id, None)
         return call
 
-    def _settle(self, run: RunState, call: CallState, usage: TokenUsage | None, *, learn: bool = True) -> Amounts:
-        """Commit ``usage`` for the call (None: release its hold)."""
+    def _settle(
+        self,
+        run: RunState,
+        call: CallState,
+        usage: TokenUsage | None,
+        *,
+        learn: bool = True,
+        estimated: bool = False,
+    ) -> Amounts:
+        """Commit ``usage`` for the call (None: release its hold), with its history record."""
         now = self.clock()
         if usage is None:
             if call.reserved:
@@ -384,8 +398,10 @@ class Supervisor:
             self.outputs.record(call.history_key, usage.output_tokens)
         actual = charged(usage, self.pricer.cost(call.provider, call.model, usage) or 0)
         marker = self.keys.call_marker(run.identity.tenant, call.call_id)
+        record = call_record(run, call, usage, actual, now, estimated=estimated)
+        commit = CommitRequest(call.call_id, call.targets, actual, now, marker, history=self._history(record))
         # Committed even when the hold was skipped (fail_open): the store queues it until it is back.
-        self._store_op("commit", self.store.commit, CommitRequest(call.call_id, call.targets, actual, now, marker))
+        self._store_op("commit", self.store.commit, commit)
         with run.lock:
             run.spent = run.spent + actual
             run.call_costs.append((actual.total_tokens, actual.cost_usd))
@@ -675,9 +691,39 @@ class Supervisor:
 
     def _trip(self, run: RunState, halt: GuardianHalt) -> Decision:
         with run.lock:
-            if run.halt is None:
+            first = run.halt is None
+            if first:
                 run.halt = halt
-            return Decision(run.halt)
+            decision = Decision(run.halt)
+        if first:
+            self._record(run, halt_record(run, halt, self.clock()))
+        return decision
+
+    def _history(self, record: UsageRecord) -> HistoryEntry | None:
+        """The store entry of a history record, in its tenant's history (the fleet's for an outcome recorded
+        without one); None when the policy keeps no history."""
+        settings = self._settings
+        if not settings.history:
+            return None
+        key, payload = self.keys.history(record.tenant or None), record.to_payload()
+        return HistoryEntry(key, payload, record.time, settings.history_keep_s, settings.history_max_records)
+
+    def _record(self, run: RunState | None, record: UsageRecord) -> None:
+        entry = self._history(record)
+        if entry is not None:
+            self._store_op("history", self.store.append, entry, run=run)
+
+    def record_outcome(
+        self, run_id: str, *, success: bool, value_micro_usd: int = 0, identity: Identity | None = None
+    ) -> None:
+        """What a run achieved, for reports' cost per successful run and value per dollar. ``identity`` names the
+        run's tenant (its history); without it the outcome goes to the fleet's history and joins by run id."""
+        if value_micro_usd < 0:
+            raise ValueError(f"an outcome's value cannot be negative: {value_micro_usd} micro-dollars")
+        names = ("", "", "") if identity is None else (identity.agent, identity.user, identity.tenant)
+        record = UsageRecord("outcome", self.clock(), run_id, *names, success=success, value_micro_usd=value_micro_usd)
+        self._record(None, record)
+        self.log.info("outcome_recorded", run_id=run_id, success=success, value_micro_usd=value_micro_usd)
 
     def _judge_all(self, run: RunState, binding: Binding, result: ReserveResult, now: float) -> None:
         for b, state in zip(binding.buckets, result.states, strict=False):

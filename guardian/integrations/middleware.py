@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
 from typing import Annotated, Any, Literal, NotRequired
 
 from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
@@ -40,18 +41,24 @@ from langgraph.config import get_config
 from langgraph.errors import GraphBubbleUp
 from langgraph.types import Command, interrupt
 
+from guardian.amounts import micro_usd
 from guardian.errors import GuardianHalt
 from guardian.identity import Identity
 from guardian.integrations.langchain import reply_of, request_schema_tokens
 from guardian.integrations.observe import tool_observation
 from guardian.integrations.prompt_tokens import PromptCounter
+from guardian.logs import get_logger
 from guardian.runs import RunState
 from guardian.runtree import RunTree
 from guardian.supervisor import Supervisor
 
-__all__ = ["ExitBehavior", "GuardianMiddleware", "GuardianState"]
+__all__ = ["ExitBehavior", "GuardianMiddleware", "GuardianState", "OutcomeHook"]
+
+_log = get_logger()
 
 ExitBehavior = Literal["error", "end", "interrupt"]
+# The application's judgement of a finished run, from its final state: success, or (success, value in dollars).
+OutcomeHook = Callable[[Mapping[str, Any]], "bool | tuple[bool, Decimal | float | str] | None"]
 EXIT_BEHAVIORS: tuple[str, ...] = ("error", "end", "interrupt")
 
 
@@ -66,13 +73,20 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
 
     state_schema = GuardianState
 
-    def __init__(self, supervisor: Supervisor, identity: Identity, exit_behavior: ExitBehavior = "error") -> None:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        identity: Identity,
+        exit_behavior: ExitBehavior = "error",
+        outcome: OutcomeHook | None = None,
+    ) -> None:
         if exit_behavior not in EXIT_BEHAVIORS:
             raise ValueError(f"exit_behavior must be one of {', '.join(EXIT_BEHAVIORS)}, got {exit_behavior!r}")
         super().__init__()
         self.supervisor = supervisor
         self.identity = identity
         self.exit_behavior: ExitBehavior = exit_behavior
+        self.outcome = outcome
         self._runs: RunTree[str] = RunTree(supervisor)  # run id, or "thread:<id>" for a resumed invocation
         self._counter = PromptCounter()  # prompt tokens with the request's own model, where it can
 
@@ -95,8 +109,29 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
         return self.before_agent(state, runtime)
 
     def after_agent(self, state: GuardianState, runtime: Any) -> dict[str, Any] | None:
-        self._close(self._key_of(state), None)
+        key = self._key_of(state)
+        if self.outcome is not None and key is not None:
+            run = self._runs.run_of(key)
+            if run is not None:
+                self._record_outcome(run, state)
+        self._close(key, None)
         return None
+
+    def _record_outcome(self, run: RunState, state: Mapping[str, Any]) -> None:
+        """The application's judgement of the finished run (its ``outcome=`` hook): True/False, or (success,
+        value in dollars); None records nothing. A hook that fails is logged, never raised into the agent."""
+        assert self.outcome is not None
+        try:
+            judged = self.outcome(state)
+            if judged is None:
+                return
+            success, value = judged if isinstance(judged, tuple) else (judged, 0)
+            value_micro_usd = micro_usd(Decimal(str(value)))
+            self.supervisor.record_outcome(
+                run.run_id, success=bool(success), value_micro_usd=value_micro_usd, identity=run.identity
+            )
+        except Exception as exc:
+            _log.error("outcome_hook_failed", run_id=run.run_id, error_type=type(exc).__name__)
 
     async def aafter_agent(self, state: GuardianState, runtime: Any) -> dict[str, Any] | None:
         return self.after_agent(state, runtime)

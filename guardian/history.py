@@ -1,0 +1,102 @@
+"""The spend history: one compact record per committed call, cache hit, halt and recorded outcome.
+
+Records are appended by the engine to the store (a Redis Stream per tenant for the fleet, a bounded log in the
+embedded store) and read back by ``guardian report`` and ``Guardian.report()``. A record holds names, ids, counts
+and micro-dollars, never prompt or completion text. On the wire it is compact JSON with short keys, defaults left
+out, so a call costs ~150 bytes of history.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+__all__ = ["Kind", "UsageRecord"]
+
+Kind = Literal["call", "cache_hit", "halt", "outcome"]
+
+# Field -> its key on the wire. Keys are part of the stored format: never reuse one for another meaning.
+_WIRE = {
+    "kind": "k",
+    "run": "r",
+    "agent": "a",
+    "user": "u",
+    "tenant": "n",
+    "thread": "th",
+    "model": "m",
+    "input_tokens": "i",
+    "output_tokens": "o",
+    "cache_read_tokens": "cr",
+    "cache_write_tokens": "cw",
+    "reasoning_tokens": "rs",
+    "cost_micro_usd": "c",
+    "saved_micro_usd": "s",
+    "flags": "f",
+    "reason": "why",
+    "detail": "d",
+    "success": "ok",
+    "value_micro_usd": "v",
+}
+_FIELD = {wire: name for name, wire in _WIRE.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """One event of the spend history.
+
+    ``call``: a committed model call (tokens by kind, ``cost_micro_usd``; ``flags`` such as ``estimated`` when the
+    provider reported no usage). ``cache_hit``: a call answered from LangChain's cache (``saved_micro_usd``).
+    ``halt``: a run stopped (``reason`` is the halt's type, ``detail`` the budget or loop signal). ``outcome``:
+    what a run achieved (``success``, ``value_micro_usd``), recorded by the application.
+    """
+
+    kind: Kind
+    time: float
+    run: str
+    agent: str = ""
+    user: str = ""
+    tenant: str = ""
+    thread: str | None = None
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_micro_usd: int = 0
+    saved_micro_usd: int = 0
+    flags: tuple[str, ...] = ()
+    reason: str = ""
+    detail: str = ""
+    success: bool | None = None
+    value_micro_usd: int = 0
+
+    def to_payload(self) -> str:
+        """The record without its time (the history keeps that), defaults left out."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "time":
+                continue
+            value = getattr(self, f.name)
+            if value != f.default:
+                out[_WIRE[f.name]] = list(value) if isinstance(value, tuple) else value
+        return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_payload(cls, time: float, payload: str) -> UsageRecord | None:
+        """The record, or None for a payload this version cannot read (a newer writer's kind, a damaged entry)."""
+        try:
+            raw = json.loads(payload)
+            values = {_FIELD[k]: v for k, v in raw.items() if k in _FIELD}
+            if values.get("kind") not in ("call", "cache_hit", "halt", "outcome"):
+                return None
+            if "flags" in values:
+                values["flags"] = tuple(str(f) for f in values["flags"])
+            return cls(time=time, **values)
+        except (ValueError, TypeError, AttributeError):
+            return None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
