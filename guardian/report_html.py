@@ -8,15 +8,20 @@ the file opens anywhere, offline.
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from guardian.amounts import MICRO_USD, usd
-from guardian.report import COLUMNS, Report, cell_text, iso_utc
+from guardian.report import COLUMNS, Report, cell_text
 
 __all__ = ["CHART_IDS", "as_html"]
 
 CHART_IDS = ("chart-spend", "chart-success", "chart-savings")
+
+
+def _minute(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _dollars(micro: int) -> float:
@@ -33,7 +38,12 @@ def _figures(report: Report) -> list[Any]:
     agents = sorted({a for per_agent in report.daily.values() for a in per_agent})
     spend = go.Figure(
         [go.Bar(name=a, x=days, y=[_dollars(report.daily[d].get(a, 0)) for d in days]) for a in agents],
-        layout={"barmode": "stack", "title": "Spend per day (UTC) by agent", "yaxis": {"title": "USD"}},
+        layout={
+            "barmode": "stack",
+            "title": "Spend per day (UTC) by agent",
+            "yaxis": {"title": "USD"},
+            "xaxis": {"type": "category"},
+        },
     )
     judged = [r for r in report.rows if r.successful_runs]
     success = go.Figure(
@@ -62,7 +72,14 @@ def _figures(report: Report) -> list[Any]:
 def as_html(report: Report) -> str:
     figures = _figures(report)
     charts = [
-        figure.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=CHART_IDS[i], default_height="420px")
+        figure.to_html(
+            full_html=False,
+            include_plotlyjs=(i == 0),
+            div_id=CHART_IDS[i],
+            default_height="420px",
+            default_width="100%",
+            config={"responsive": True, "displaylogo": False},
+        )
         for i, figure in enumerate(figures)
     ]
     e = html.escape
@@ -81,7 +98,7 @@ def as_html(report: Report) -> str:
         f"<td>{e({True: 'succeeded', False: 'failed', None: ''}[r.success])}</td></tr>"
         for r in report.top_runs
     )
-    title = f"Guardian spend report: {iso_utc(report.since)} to {iso_utc(report.until)} (UTC)"
+    title = f"Guardian spend report, {_minute(report.since)} to {_minute(report.until)} UTC"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
 <style>
@@ -89,7 +106,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
 table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 0.3rem 0.6rem; text-align: right; }}
 th:first-child, td:first-child {{ text-align: left; }}
-.charts {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(520px, 1fr)); gap: 1rem; }}
+.chart {{ max-width: 1100px; margin-bottom: 1rem; }}
 </style></head>
 <body>
 <h1>{e(title)}</h1>
