@@ -115,6 +115,11 @@ def iso_utc(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds")
 
 
+def minute_utc(t: float) -> str:
+    """A time as people read it in a report's heading (UTC, to the minute)."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
+
+
 def _group_of(record: UsageRecord, by: str) -> str:
     if by == "day":
         return _day(record.time)
@@ -254,6 +259,20 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+_ALWAYS_SHOWN = frozenset({"calls", "cost_micro_usd", "input_tokens", "output_tokens", "runs"})
+
+
+def shown_columns(report: Report) -> list[tuple[str, str]]:
+    """The table's columns, less those with nothing to show in this report (no cache writes, no outcomes...):
+    a narrower table for the terminal, and the same for the HTML page."""
+    rows = [*report.rows, report.total]
+    return [
+        (title, name)
+        for title, name in COLUMNS
+        if name in _ALWAYS_SHOWN or any(cell_text(row, name) not in ("-", "0", "$0.00") for row in rows)
+    ]
+
+
 def cell_text(row: GroupRow, name: str) -> str:
     if name == "":
         return f"{row.successful_runs}/{row.failed_runs}" if row.successful_runs or row.failed_runs else "-"
@@ -269,8 +288,9 @@ def cell_text(row: GroupRow, name: str) -> str:
 
 def as_table(report: Report) -> str:
     """Plain text: the groups and their total, halts by reason, the costliest runs."""
-    header = [report.by, *(title for title, _ in COLUMNS)]
-    lines = [[row.key, *(cell_text(row, name) for _, name in COLUMNS)] for row in [*report.rows, report.total]]
+    columns = shown_columns(report)
+    header = [report.by, *(title for title, _ in columns)]
+    lines = [[row.key, *(cell_text(row, name) for _, name in columns)] for row in [*report.rows, report.total]]
     widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
 
     def fmt(cells: list[str]) -> str:
@@ -278,7 +298,8 @@ def as_table(report: Report) -> str:
             c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
-    out = [f"Spend from {iso_utc(report.since)} to {iso_utc(report.until)} (UTC), by {report.by}", "", fmt(header)]
+    heading = f"Spend from {minute_utc(report.since)} to {minute_utc(report.until)} UTC, by {report.by}"
+    out = [heading, "", fmt(header)]
     out += [fmt(cells) for cells in lines[:-1]]
     out += ["  ".join("-" * w for w in widths), fmt(lines[-1])]
     if report.halts:

@@ -8,20 +8,15 @@ the file opens anywhere, offline.
 from __future__ import annotations
 
 import html
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from guardian.amounts import MICRO_USD, usd
-from guardian.report import COLUMNS, Report, cell_text
+from guardian.report import Report, cell_text, minute_utc, shown_columns
 
 __all__ = ["CHART_IDS", "as_html"]
 
 CHART_IDS = ("chart-spend", "chart-success", "chart-savings")
-
-
-def _minute(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _dollars(micro: int) -> float:
@@ -83,11 +78,12 @@ def as_html(report: Report) -> str:
         for i, figure in enumerate(figures)
     ]
     e = html.escape
-    head = "".join(f"<th>{e(t)}</th>" for t in [report.by, *(title for title, _ in COLUMNS)])
+    columns = shown_columns(report)
+    head = "".join(f"<th>{e(t)}</th>" for t in [report.by, *(title for title, _ in columns)])
     body = "".join(
         "<tr>"
         + f"<td>{e(row.key)}</td>"
-        + "".join(f"<td>{e(cell_text(row, name))}</td>" for _, name in COLUMNS)
+        + "".join(f"<td>{e(cell_text(row, name))}</td>" for _, name in columns)
         + "</tr>"
         for row in [*report.rows, report.total]
     )
@@ -98,7 +94,7 @@ def as_html(report: Report) -> str:
         f"<td>{e({True: 'succeeded', False: 'failed', None: ''}[r.success])}</td></tr>"
         for r in report.top_runs
     )
-    title = f"Guardian spend report, {_minute(report.since)} to {_minute(report.until)} UTC"
+    title = f"Guardian spend report, {minute_utc(report.since)} to {minute_utc(report.until)} UTC"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
 <style>
