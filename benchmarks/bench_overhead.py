@@ -44,6 +44,7 @@ BUDGETS_ONLY: dict[str, Any] = {
 }
 POLICY = Policy.from_dict(BUDGETS_ONLY)
 WITH_LOOPS = Policy.from_dict({**BUDGETS_ONLY, "loops": [{"name": "default"}]})
+NO_HISTORY = Policy.from_dict({**BUDGETS_ONLY, "settings": {"history": False}})
 RUN_CALLS = 10
 REPLY = AIMessage(content="ok", usage_metadata={"input_tokens": 120, "output_tokens": 8, "total_tokens": 128})
 
@@ -304,6 +305,36 @@ def _door_cases(guard: Guardian) -> dict[str, Callable[[], Any]]:
     }
 
 
+def bench_history(url: str | None, calls: int) -> dict[str, float]:
+    """What recording the spend history costs per call: the same Guardian with ``history`` on and off, interleaved
+    (on Redis the record rides inside the commit's own script call: no extra round trip)."""
+    m = model()
+    stores = {"memory": "memory://", **({"redis": url} if url is not None else {})}
+    results: dict[str, float] = {}
+    for name, store in stores.items():
+        prefix = f"guardian-bench-{uuid.uuid4().hex[:8]}:"
+        with (
+            Guardian(POLICY, store=store, key_prefix=prefix) as on,
+            Guardian(NO_HISTORY, store=store, key_prefix=prefix + "off:") as off,
+        ):
+            with_history, without = on.callback(agent="b", user="u", tenant="t"), off.callback(agent="b", user="u")
+            times = interleaved(
+                {
+                    "bare": lambda: m.invoke("hi"),
+                    "on": lambda h=with_history: m.invoke("hi", config={"callbacks": [h]}),  # type: ignore[misc]
+                    "off": lambda h=without: m.invoke("hi", config={"callbacks": [h]}),  # type: ignore[misc]
+                },
+                calls,
+            )
+        if name == "redis":  # our own prefix only: a shared Redis is never flushed
+            client = redis.Redis.from_url(str(url))
+            for key in client.scan_iter(match=prefix + "*", count=1000):
+                client.delete(key)
+        results[f"{name}_history_on_added_us"] = times["on"] - times["bare"]
+        results[f"{name}_history_off_added_us"] = times["off"] - times["bare"]
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--redis", default=os.environ.get("GUARDIAN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -331,6 +362,12 @@ def main() -> None:
     row("fake chat model ainvoke (bare)", r["async_bare_us"])
     added = r["async_memory_added_us"]
     row("+ Guardian, MemoryStore, ainvoke (added)", added, added / usage_added, "(vs usage handler)")
+    history = bench_history(url, args.calls)
+    for name in ("memory", "redis"):
+        if f"{name}_history_on_added_us" in history:
+            off, on = history[f"{name}_history_off_added_us"], history[f"{name}_history_on_added_us"]
+            row(f"Guardian, {name}, history off (added)", off, 1.0)
+            row(f"Guardian, {name}, history on (added)", on, on / off, "(vs history off)")
     doors = bench_doors(url, args.calls)
     for name in ("memory", "redis"):
         if f"{name}_agent_bare_us" not in doors:

@@ -75,13 +75,11 @@ class UsageRecord:
     def to_payload(self) -> str:
         """The record without its time (the history keeps that), defaults left out."""
         out: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name == "time":
-                continue
-            value = getattr(self, f.name)
-            if value != f.default:
-                out[_WIRE[f.name]] = list(value) if isinstance(value, tuple) else value
-        return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+        for name, wire, default in _ENCODED:
+            value = getattr(self, name)
+            if value != default:
+                out[wire] = list(value) if isinstance(value, tuple) else value
+        return _encode(out)
 
     @classmethod
     def from_payload(cls, time: float, payload: str) -> UsageRecord | None:
@@ -100,3 +98,8 @@ class UsageRecord:
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+
+# (field, wire key, default) of every field but the time, worked out once: a record is encoded on every call.
+_ENCODED = tuple((f.name, _WIRE[f.name], f.default) for f in fields(UsageRecord) if f.name != "time")
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

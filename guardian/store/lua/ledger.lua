@@ -215,15 +215,14 @@ end
 
 local function append(h)
   local hk, payload, at, keep_ms, max_records = h[1], h[2], h[3], h[4], h[5]
-  local ms = at
-  local last = redis.call('XREVRANGE', hk, '+', '-', 'COUNT', 1)
-  if last[1] then
-    local last_ms = tonumber(string.match(last[1][1], '^(%d+)'))
-    if last_ms > ms then
-      ms = last_ms
-    end
+  local minid = string.format('%d', at - keep_ms)
+  -- The caller's time as the id; a clock behind the last entry's (another host's) gets the last entry's time.
+  local added = redis.pcall('XADD', hk, 'MINID', minid, string.format('%d', at) .. '-*', 'r', payload)
+  if type(added) == 'table' and added.err then
+    local last = redis.call('XREVRANGE', hk, '+', '-', 'COUNT', 1)
+    local ms = tonumber(string.match(last[1][1], '^(%d+)'))
+    redis.call('XADD', hk, 'MINID', minid, string.format('%d', ms) .. '-*', 'r', payload)
   end
-  redis.call('XADD', hk, 'MINID', string.format('%d', at - keep_ms), string.format('%d', ms) .. '-*', 'r', payload)
   if redis.call('XLEN', hk) > max_records then
     redis.call('XTRIM', hk, 'MAXLEN', '~', max_records)
   end
