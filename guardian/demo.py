@@ -27,6 +27,7 @@ from guardian.amounts import usd
 from guardian.errors import GuardianHalt
 from guardian.guard import Guardian
 from guardian.policy import Policy, load_policy
+from guardian.report import as_table
 from guardian.testing import ScriptedChatModel, react_graph
 
 __all__ = ["demo_policy", "run_demo"]
@@ -153,6 +154,7 @@ def run_demo(*, store_url: str | None = None, max_steps: int = 60, console: Cons
     logging.getLogger("langchain_core.callbacks.manager").setLevel(logging.ERROR)  # it repeats our halt
     guard = Guardian(policy, store=store_url or "memory://", alert_sinks=[_ConsoleAlerts(console)])
     store_name = type(guard.store).__name__
+    started = guard.clock()
     try:
         console.print(f"[bold]1. A runaway research agent[/bold] on {MODEL} that never stops searching ({store_name}).")
         console.print(f"  budget run-cap: $0.25 a run, alerts at 50% and 80%; up to {max_steps} steps\n")
@@ -161,6 +163,10 @@ def run_demo(*, store_url: str | None = None, max_steps: int = 60, console: Cons
         console.print("[bold]2. A stuck agent[/bold]: the same search with the same answer, over and over.\n")
         stuck = ScriptedChatModel(replies=[_stuck_query], cycle=True, model=MODEL, provider="openai", max_tokens=300)
         stopped = _act(guard, console, stuck, "analyst", max_steps) and stopped
+        console.print("[bold]3. Where the money went[/bold], from the spend history:\n")
+        console.print(as_table(guard.report(since=started - 1.0, top=2)), markup=False)
+        hint = "guardian report --store URL" if guard.store.shared else "guard.report() (the embedded store)"
+        console.print(f"  the same for a fleet, over any period, as csv, json or an html page: {hint}\n")
     finally:
         guard.alerts.flush(5.0)
         guard.close()
