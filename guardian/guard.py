@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from guardian.alerts import Alert, AlertDispatcher, AlertSink, build_dispatcher
-from guardian.amounts import Amounts, format_amount, micro_usd
+from guardian.amounts import METRICS, NO_LIMIT, Amounts, format_amount, micro_usd
 from guardian.errors import GuardianError
 from guardian.history import UsageRecord
 from guardian.identity import Identity
@@ -277,8 +277,9 @@ class Guardian:
                 continue
             try:
                 limits = self.policy.budget(parsed.budget).limited()
-            except KeyError:
-                limits = {}
+            except KeyError:  # no policy given (the CLI without -p), or a budget it no longer has: the stored ones
+                stored = state.limits or ()
+                limits = {m: v for m, v in zip(METRICS, stored, strict=False) if v != NO_LIMIT}
             rows.append(
                 BudgetStatus(
                     parsed.budget,

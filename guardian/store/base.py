@@ -167,6 +167,7 @@ class BucketState:
     spent: Amounts
     reserved: Amounts
     refused: int = 0  # requests this bucket turned away
+    limits: tuple[int, ...] | None = None  # as the last reservation judged it (grants included); None: never
 
 
 @dataclass(slots=True)

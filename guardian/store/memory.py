@@ -48,6 +48,7 @@ class _Bucket:
     next_expiry: float = _INF  # no hold or settled record can have expired before this
     expires_at: float = 0.0
     refused: int = 0
+    limits: tuple[int, ...] | None = None  # as its last granted reservation judged it
 
     def purge(self, now: float) -> None:
         """Charge expired holds (as ledger.lua does, for the same reason) and forget old charge records."""
@@ -96,7 +97,7 @@ class _Bucket:
         self.spent = [s + a for s, a in zip(self.spent, amounts, strict=True)]
 
     def state(self) -> BucketState:
-        return BucketState(Amounts(*self.spent), Amounts(*self.reserved), self.refused)
+        return BucketState(Amounts(*self.spent), Amounts(*self.reserved), self.refused, self.limits)
 
 
 class MemoryStore(Store):
@@ -151,6 +152,7 @@ class MemoryStore(Store):
                 if bucket.expires_at == 0.0:
                     self._buckets[target.key] = bucket
                 bucket.expires_at = max(bucket.expires_at, target.expires_at)
+                bucket.limits = target.limits
                 if applied:
                     continue
                 if mode == ChargeMode.CHARGE:

@@ -48,6 +48,7 @@ from guardian.threads import start_background
 __all__ = ["RedisStore"]
 
 _N = len(METRICS)
+_LIMITS = struct.Struct(f"<{_N}q")  # a bucket's 'l' field: the limits its last reservation was judged by
 _COUNTERS = struct.Struct(f"<{2 * _N + 1}q")  # as ledger.lua packs them: spent, reserved, earliest hold expiry
 _HOLD = struct.Struct(f"<{_N + 1}q")  # expiry, amounts
 _log = get_logger()
@@ -644,4 +645,6 @@ def _bucket_state(fields: dict[bytes, bytes], now_ms: int) -> BucketState | None
             if expiry <= now_ms:
                 reserved = [r - a for r, a in zip(reserved, amounts, strict=True)]
                 spent = [s + a for s, a in zip(spent, amounts, strict=True)]
-    return BucketState(Amounts(*spent), Amounts(*reserved), int(fields.get(b"refused", 0)))
+    packed_limits = fields.get(b"l")
+    limits = _LIMITS.unpack(packed_limits) if packed_limits else None
+    return BucketState(Amounts(*spent), Amounts(*reserved), int(fields.get(b"refused", 0)), limits)

@@ -73,6 +73,9 @@ def test_status_and_kill_work_against_the_fleet_store(redis_url: str, key_prefix
     assert (row["budget"], row["tenant"], row["scope_key"]) == ("daily", "acme", "alice")
     assert row["spent"]["llm_calls"] == 1
     assert row["spent"]["cost_micro_usd"] > 0  # micro-dollars, named so
+    # No -p: the limits come from the store, where the fleet's reservations keep them with the buckets.
+    assert row["limits"] == {"cost_micro_usd": 1_000_000}
+    assert row["used"] == row["spent"]["cost_micro_usd"] / 1_000_000
     table = runner.invoke(app, ["status", *common])
     assert table.exit_code == 0
     assert "Guardian spend" in table.output

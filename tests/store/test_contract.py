@@ -454,3 +454,13 @@ def test_history_is_trimmed_by_count_and_by_age(store: Store, keys: KeyBuilder) 
     assert 100 <= len(kept) <= 300  # Redis trims whole stream nodes ("MAXLEN ~"): about the limit
     store.append(entry(keys, "much later", NOW + 5000, keep_s=60, max_records=100))
     assert [p for _, p in store.history(keys.history_pattern(), 0, NOW + 10_000)] == ["much later"]
+
+
+def test_a_bucket_keeps_the_limits_its_last_reservation_was_judged_by(store: Store, keys: KeyBuilder) -> None:
+    """So that `guardian status` shows limits without the policy."""
+    t = target(keys, "a", total_tokens=100, cost_usd=5)
+    assert reserve(store, [t], call(10)).ok
+    assert state(store, t).limits == t.limits
+    raised = Target(t.key, tuple(2 * v if v != NO_LIMIT else v for v in t.limits), t.expires_at)
+    assert reserve(store, [raised], call(10)).ok
+    assert state(store, t).limits == raised.limits

@@ -6,7 +6,8 @@
 -- A bucket is one hash. Field 'v' packs its counters (int64s): s1..sM (spent), r1..rM (reserved), x (the
 -- earliest expiry, ms, of a hold or a settled-hold record; 0 when none). Field 'h:<call id>' packs a hold:
 -- expiry, a1..aM. Field 'e:<call id>' packs what an expired hold was charged: until, a1..aM.
--- Field 'refused' counts the requests this bucket refused.
+-- Field 'refused' counts the requests this bucket refused. Field 'l' packs the limits l1..lM the last reservation
+-- judged it by (-1: none), so that `guardian status` shows them without the policy.
 --
 -- A hold that expires is CHARGED, not released: a process that died after its provider call (SIGKILL, a
 -- crash loop) never reports usage, and releasing its hold would let the fleet serve more calls than the
@@ -62,7 +63,11 @@ local nops = tonumber(nextarg())
 
 -- Counters are packed as little-endian int64s with the struct library: parsing and formatting
 -- decimal strings cost ten times more than every redis.call() of a reservation together.
-local FORMATS = {[2 * M + 1] = string.rep('<i8', 2 * M + 1), [M + 1] = string.rep('<i8', M + 1)}
+local FORMATS = {
+  [2 * M + 1] = string.rep('<i8', 2 * M + 1),
+  [M + 1] = string.rep('<i8', M + 1),
+  [M] = string.rep('<i8', M),
+}
 
 local function numbers(packed, count)
   if packed then
@@ -86,6 +91,7 @@ end
 local loaded = {}
 local dirty = {}
 local order = {}
+local limits_of = {} -- the limits a reservation judged a bucket by, kept with it ('l') for `guardian status`
 
 -- Marks a loaded bucket for writing; ttl (ms) may be nil to keep the key's own.
 local function save(hk, ttl)
@@ -152,7 +158,11 @@ end
 
 local function write_back()
   for _, hk in ipairs(order) do
-    redis.call('HSET', hk, 'v', pack(loaded[hk], 2 * M + 1))
+    if limits_of[hk] then
+      redis.call('HSET', hk, 'v', pack(loaded[hk], 2 * M + 1), 'l', pack(limits_of[hk], M))
+    else
+      redis.call('HSET', hk, 'v', pack(loaded[hk], 2 * M + 1))
+    end
     if dirty[hk] then
       redis.call('PEXPIRE', hk, dirty[hk])
     end
@@ -333,6 +343,7 @@ for _ = 1, nops do
         bk[4][m] = tonumber(nextarg())
       end
       buckets[b] = bk
+      limits_of[bk[1]] = bk[4]
     end
     local a = read_amounts()
     if killed ~= nil then
