@@ -25,9 +25,11 @@ from guardian.keys import DEFAULT_PREFIX, KeyBuilder, KillFlag, KillTarget
 from guardian.policy import Policy
 from guardian.renewal import HoldRenewer
 from guardian.report import Report, build_report, parse_since
+from guardian.runs import used_share
 from guardian.store import RedisStore, Store, open_store
 from guardian.store.base import Counter
 from guardian.supervisor import Supervisor
+from guardian.telemetry import Telemetry
 from guardian.threads import on_background_thread
 
 __all__ = ["MAX_KILL_TTL_S", "STORE_URL_ENV", "BudgetStatus", "Guardian", "describe_kill", "validate_kill_ttl"]
@@ -51,10 +53,7 @@ class BudgetStatus:
     refused: int = 0  # calls the budget turned away in this window
 
     def used_fraction(self) -> float | None:
-        fractions = [
-            (self.spent.get(m) + self.reserved.get(m)) / limit if limit else 1.0 for m, limit in self.limits.items()
-        ]
-        return max(fractions) if fractions else None
+        return used_share(self.limits, self.spent, self.reserved)
 
 
 class Guardian:
@@ -72,6 +71,7 @@ class Guardian:
         key_prefix: str = DEFAULT_PREFIX,
         clock: Callable[[], float] = time.time,
         alert_sinks: Iterable[AlertSink] = (),
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.policy = policy
         self.clock = clock
@@ -80,7 +80,12 @@ class Guardian:
         self.alerts: AlertDispatcher = build_dispatcher(
             policy.alerts, store=self.store, keys=self.keys, clock=clock, extra_sinks=alert_sinks
         )
-        self.supervisor = Supervisor(policy, self.store, keys=self.keys, clock=clock, alerts=self.alerts)
+        bind_policy = getattr(telemetry, "bind_policy", None)
+        if callable(bind_policy):
+            bind_policy(policy)
+        self.supervisor = Supervisor(
+            policy, self.store, keys=self.keys, clock=clock, alerts=self.alerts, telemetry=telemetry
+        )
         # Deferred commits and queued alerts must not vanish: close() flushes both, and so does this finalizer when
         # the interpreter exits or when the supervisor (held by this Guardian and by every handler it made) is
         # garbage-collected unclosed. It holds the resources, never the Guardian, so dropping one frees it all.

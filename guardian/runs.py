@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -53,6 +54,7 @@ __all__ = [
     "priced",
     "shared_buckets",
     "thresholds_passed",
+    "used_share",
 ]
 
 CHARS_PER_TOKEN = 4  # langchain-core's approximation, for streamed output before the provider reports usage
@@ -166,6 +168,7 @@ class CallState:
     capped: bool  # the request named its output cap: the provider cannot send more, so the hold never grows
     reserved: bool  # False when the store was skipped (fail_open during an outage)
     history_key: tuple[str, str | None, str]  # (agent, provider, model): whose outputs teach the next hold
+    started_at: float = 0.0  # when it was reserved
     renewed_at: float = 0.0
     chars_seen: int = 0  # streamed output, in characters: converted to tokens once, not per chunk
     near_limit: bool = False  # a whole block was refused: later extensions ask only for the next token
@@ -361,6 +364,12 @@ def is_over_hold(call: CallState, actual: Amounts) -> bool:
 
 
 # -- judging ------------------------------------------------------------------------------------------------------
+
+
+def used_share(limits: Mapping[str, int], spent: Amounts, reserved: Amounts) -> float | None:
+    """The largest share of a limit that spent and in-flight amounts take (None: no limit); a zero limit is full."""
+    shares = [(spent.get(m) + reserved.get(m)) / limit if limit else 1.0 for m, limit in limits.items()]
+    return max(shares) if shares else None
 
 
 def thresholds_passed(budget: Budget, state: BucketState) -> tuple[str | None, list[float]]:

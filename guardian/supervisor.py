@@ -78,6 +78,7 @@ from guardian.store.base import (
     ReserveResult,
     Store,
 )
+from guardian.telemetry import Telemetry
 
 __all__ = ["CHARS_PER_TOKEN", "AlertSubmitter", "CallState", "Decision", "Reply", "RunState", "Supervisor"]
 
@@ -99,8 +100,10 @@ class Supervisor:
         pricer: Pricer | None = None,
         clock: Callable[[], float] = time.time,
         alerts: AlertSubmitter | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.policy = policy
+        self.telemetry = telemetry
         self.store = store
         self.keys = keys or KeyBuilder()
         self.clock = clock
@@ -111,6 +114,7 @@ class Supervisor:
         self.outage = OutageGate(policy.settings.on_store_error, clock)
         self.fail_open = self.outage.fail_open
         self._alerted: set[str] = set()
+        self._telemetry_failed = False  # telemetry_error is logged once
         # Per identity: its plan, and its shared buckets (valid until the earliest window end).
         self._plans: dict[Identity, Plan] = {}
         self._shared: dict[Identity, tuple[float, list[Bucket]]] = {}
@@ -212,7 +216,7 @@ class Supervisor:
             now=now,
             ttl_s=self._settings.reservation_ttl_s,
             kill_checks=run.kill_checks,
-            want_states=binding.want_states,
+            want_states=binding.want_states or self._wants_states,
         )
         result = self._reserve(run, request, binding, op="reserve")
         if isinstance(result, Decision):
@@ -228,6 +232,7 @@ class Supervisor:
             capped=capped,
             reserved=result is not None,
             history_key=history_key,
+            started_at=now,
             renewed_at=now,
         )
         with run.lock:
@@ -249,6 +254,7 @@ class Supervisor:
             output_hold_from="max_tokens" if capped else "history",
         )
         self._judge_all(run, binding, result, now)
+        self._tell("decision", run, "allow", "", now)
         return PROCEED
 
     def on_llm_output(self, run: RunState, call_id: str, chars: int) -> Decision:
@@ -405,6 +411,7 @@ class Supervisor:
         with run.lock:
             run.spent = run.spent + actual
             run.call_costs.append((actual.total_tokens, actual.cost_usd))
+        self._tell("model_call", run, call, usage, actual.cost_usd, now)
         if is_over_hold(call, actual):
             # Spend is reality and is committed in full; the budget may pass its limit by this call's overrun.
             self.log.warning(
@@ -480,7 +487,7 @@ class Supervisor:
             now=now,
             mode=ChargeMode.CHARGE,
             kill_checks=run.kill_checks,
-            want_states=binding.want_states,
+            want_states=binding.want_states or self._wants_states,
             marker_key=marker,
         )
         result = self._reserve(run, request, binding, op="tool_call")
@@ -494,6 +501,7 @@ class Supervisor:
             self._store_op("commit", self.store.commit, commit, run=run)
         else:
             self._judge_all(run, binding, result, now)
+        self._tell("decision", run, "allow", "", now)
         return PROCEED
 
     # -- loops ---------------------------------------------------------------------------------------------------
@@ -535,6 +543,7 @@ class Supervisor:
             action=action,
         )
         self._count("loop_halts", run, 1, now)
+        self._tell("loop_detected", run, verdict.signal)
         if self.alerts is not None:
             dedup = self.keys.dedup("loop", run.run_id, rule.name)
             ttl = self._settings.run_ttl_s
@@ -558,6 +567,7 @@ class Supervisor:
             loop_cost_micro_usd=cost,
             run_id=run.run_id,
         )
+        self._tell("decision", run, "halt_loop", verdict.signal, now)
         return self._trip(run, halt)
 
     def _count(self, kind: str, run: RunState, amount: int, now: float) -> None:
@@ -637,6 +647,7 @@ class Supervisor:
         self.outage.failed(exc, op, run.fields)
         if self.fail_open:
             return None
+        self._tell("decision", run, "deny_store", op, self.clock())
         halt = StoreUnavailable(
             f"budget store unavailable ({exc}); the call was refused because the policy sets "
             "on_store_error: fail_closed. Check the store, or set fail_open to let calls through uncounted.",
@@ -656,6 +667,7 @@ class Supervisor:
             return amount
         if self._settings.unknown_model == "block":
             self.log.error("unknown_model", **run.fields, provider=provider, model=model, action="block")
+            self._tell("decision", run, "deny_unknown_model", provider or "", self.clock())
             return self._trip(run, UnknownModel(provider=provider, model=model, run_id=run.run_id))
         if (provider, model) not in self._warned_models:
             self._warned_models.add((provider, model))
@@ -665,6 +677,7 @@ class Supervisor:
     def _killed(self, run: RunState, check: KillCheck) -> Decision:
         halt = RunKilled(target=check.target, value=check.value, tenant=check.tenant, run_id=run.run_id)
         self.log.warning("run_killed", **run.fields, target=check.target, value=check.value)
+        self._tell("decision", run, "deny_kill", check.target, self.clock())
         return self._trip(run, halt)
 
     def _refused(self, run: RunState, request: ReserveRequest, result: ReserveResult, binding: Binding) -> Decision:
@@ -685,6 +698,7 @@ class Supervisor:
             "budget_exceeded", **run.fields, **{**details, "unit": metric_label(refusal.metric)}, action="kill"
         )
         state = result.states[refusal.target_index] if result.states else None
+        self._tell("decision", run, "deny_budget", f"{bucket.budget.name} {refusal.metric}", request.now)
         self._alert("exceeded", run, bucket, state, threshold=1.0, reason=str(halt), now=request.now)
         self._judge_all(run, binding, result, request.now)
         return self._trip(run, halt)
@@ -728,6 +742,28 @@ class Supervisor:
     def _judge_all(self, run: RunState, binding: Binding, result: ReserveResult, now: float) -> None:
         for b, state in zip(binding.buckets, result.states, strict=False):
             self._judge(run, b, state, now)
+            if self.telemetry is not None:
+                self._tell("bucket_state", b, state)
+
+    @property
+    def _wants_states(self) -> bool:
+        return self.telemetry is not None and self.telemetry.wants_states
+
+    def _tell(self, event: str, *args: Any) -> None:
+        """Report to telemetry, if any. Its failure is logged once, never raised into the agent."""
+        if self.telemetry is None:
+            return
+        try:
+            getattr(self.telemetry, event)(*args)
+        except Exception as exc:
+            if not self._telemetry_failed:
+                self._telemetry_failed = True
+                self.log.error("telemetry_error", event_name=event, error_type=type(exc).__name__)
+
+    def paused(self, run: RunState, halt: GuardianHalt) -> None:
+        """An adapter paused the run instead of halting it (the middleware's ``interrupt``)."""
+        self.log.info("run_paused", **run.fields, halt=type(halt).__name__)
+        self._tell("decision", run, "paused", type(halt).__name__, self.clock())
 
     def _judge(self, run: RunState, b: Bucket, state: BucketState, now: float) -> None:
         """Alert each threshold the bucket's spend has passed, once (fleet-wide through the dispatcher's dedup).

@@ -302,6 +302,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
             raise halt
         if self.exit_behavior == "end":
             return AIMessage(content=f"Stopped by Guardian ({type(halt).__name__}): {halt}")
+        self.supervisor.paused(run, halt)
         self._close(key, halt)  # this run is over; a resume is a new run
         interrupt(_interrupt_payload(halt))  # raises GraphInterrupt (pause); returns when resumed
         return None

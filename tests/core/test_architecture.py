@@ -54,8 +54,17 @@ FORBIDDEN = [
     ("guardian.runtree", "guardian.integrations"),
     ("guardian.outage", "guardian.supervisor"),
 ]
-ENGINE = ("guardian.runs", "guardian.runtree", "guardian.supervisor", "guardian.outage")
-FRAMEWORKS = ("langchain", "langchain_core", "langgraph", "agents", "redis", "slack_sdk")
+ENGINE = ("guardian.runs", "guardian.runtree", "guardian.supervisor", "guardian.outage", "guardian.telemetry")
+FRAMEWORKS = (
+    "langchain",
+    "langchain_core",
+    "langgraph",
+    "agents",
+    "redis",
+    "slack_sdk",
+    "opentelemetry",
+    "prometheus_client",
+)
 ALLOWED_IN_LOOPS = {"guardian.errors"}
 
 
