@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from dataclasses import asdict
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -373,6 +374,38 @@ def _render_report(built: Report, fmt: str) -> str:
 
         return as_html(built)
     return {"table": as_table, "csv": as_csv, "json": as_json}[fmt](built)
+
+
+@app.command()
+def metrics(
+    port: Annotated[int, typer.Option("--port", metavar="N", help="Port to serve /metrics on (0: any free one).")],
+    host: Annotated[str, typer.Option("--host", metavar="ADDR", help="Address to listen on.")] = "127.0.0.1",
+    policy: PolicyPaths = None,
+    store: FleetStoreUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """Serve the fleet's budgets as Prometheus gauges until interrupted (each scrape reads the store)."""
+    _check_prefix(prefix)
+    if not 0 <= port <= 65_535:
+        _fail(f"--port must be between 0 and 65535, got {port}", 2)
+    try:
+        from guardian.prometheus import serve
+    except ImportError:
+        _fail("guardian metrics needs prometheus-client: pip install 'guardian-supervisor[prometheus]'", 1)
+    guard = _open(policy, _fleet_store(store), prefix)
+    try:
+        server = serve(guard, port, host)
+    except OSError as exc:
+        guard.close()
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1)
+    out.print(f"serving the budgets on http://{host}:{server.server_port}/metrics (Ctrl-C stops)")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        guard.close()
 
 
 @app.command()
