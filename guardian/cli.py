@@ -145,6 +145,7 @@ def status(
         rows = guard.status(budget=budget, tenant=tenant)
         kills = guard.kills(tenant=tenant)
         loops = [r for r in guard.loop_halts() if tenant is None or r[0] == tenant]
+        would = [r for r in guard.would_halts() if tenant is None or r[0] == tenant]
         grants = [g for g in guard.grants() if _grant_shown(guard, g[0], budget, tenant)]
     except GuardianError as exc:
         err.print(f"[red]error[/red]: {exc}")
@@ -167,6 +168,7 @@ def status(
             "hidden_run_buckets": hidden,
             "kills": [{"target": f.target, "value": f.value, "tenant": f.tenant} for f in kills],
             "loops": [{"tenant": t, "agent": a, "day": d, "count": c} for t, a, d, c in loops],
+            "would_halts": [{"tenant": t, "agent": a, "day": d, "count": c} for t, a, d, c in would],
             "grants": [{"bucket": k, "unit": m, "granted": g} for k, m, g in grants],
         }
         typer.echo(json.dumps(document, sort_keys=True))
@@ -181,6 +183,11 @@ def status(
         out.print(f"[red]killed[/red] {escape(describe_kill(flag))}")
     for loop_tenant, loop_agent, day, count in loops:
         out.print(f"loops detected on {day} (UTC): {count} in agent {loop_agent!r} of tenant {loop_tenant!r}")
+    for would_tenant, would_agent, day, count in would:
+        out.print(
+            f"[yellow]shadow[/yellow] on {day} (UTC): {count} run(s) of agent {would_agent!r} of tenant "
+            f"{would_tenant!r} would have been halted (they went on; see guardian report)"
+        )
     for key, metric, amount in grants:
         parsed = guard.keys.parse_bucket(key)
         granted = format_amount(metric, amount) + ("" if metric == "cost_usd" else f" {metric}")

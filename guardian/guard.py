@@ -302,8 +302,15 @@ class Guardian:
 
     def loop_halts(self) -> list[tuple[str | None, str, str, int]]:
         """(tenant, agent, UTC day, loops detected) from the store."""
+        return self._daily_counts("loop_halts")
+
+    def would_halts(self) -> list[tuple[str | None, str, str, int]]:
+        """(tenant, agent, UTC day, runs shadow mode would have halted) from the store."""
+        return self._daily_counts("would_halts")
+
+    def _daily_counts(self, kind: str) -> list[tuple[str | None, str, str, int]]:
         out = []
-        for key, value in self.store.counters(self.keys.counter_pattern("loop_halts"), self.clock()):
+        for key, value in self.store.counters(self.keys.counter_pattern(kind), self.clock()):
             tenant, _, agent, day = self.keys.parse_counter(key)
             out.append((tenant, agent, day, value))
         return out

@@ -12,9 +12,10 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-__all__ = ["Kind", "UsageRecord"]
+__all__ = ["KINDS", "Kind", "UsageRecord"]
 
-Kind = Literal["call", "cache_hit", "halt", "outcome"]
+Kind = Literal["call", "cache_hit", "halt", "would_halt", "outcome"]
+KINDS: tuple[str, ...] = ("call", "cache_hit", "halt", "would_halt", "outcome")
 
 # Field -> its key on the wire. Keys are part of the stored format: never reuse one for another meaning.
 _WIRE = {
@@ -47,7 +48,8 @@ class UsageRecord:
 
     ``call``: a committed model call (tokens by kind, ``cost_micro_usd``; ``flags`` such as ``estimated`` when the
     provider reported no usage). ``cache_hit``: a call answered from LangChain's cache (``saved_micro_usd``).
-    ``halt``: a run stopped (``reason`` is the halt's type, ``detail`` the budget or loop signal). ``outcome``:
+    ``halt``: a run stopped (``reason`` is the halt's type, ``detail`` the budget or loop signal); ``would_halt``:
+    the same, in shadow mode, where the run went on. ``outcome``:
     what a run achieved (``success``, ``value_micro_usd``), recorded by the application.
     """
 
@@ -87,7 +89,7 @@ class UsageRecord:
         try:
             raw = json.loads(payload)
             values = {_FIELD[k]: v for k, v in raw.items() if k in _FIELD}
-            if values.get("kind") not in ("call", "cache_hit", "halt", "outcome"):
+            if values.get("kind") not in KINDS:
                 return None
             if "flags" in values:
                 values["flags"] = tuple(str(f) for f in values["flags"])

@@ -6,6 +6,7 @@ the field path, so a user fixes a broken policy in one pass.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -50,7 +51,7 @@ __all__ = [
 ]
 
 Scope = Literal["run", "thread", "agent", "user", "tenant", "global"]
-Action = Literal["kill", "alert"]
+Action = Literal["kill", "alert", "shadow"]
 
 # -- bounds on numbers ------------------------------------------------------------------------------------
 # A number that passes here must work in every store, so the bounds follow what Redis can hold.
@@ -121,6 +122,10 @@ class Settings(_Strict):
     )
     stream_block_tokens: Annotated[int, _NotBool] = Field(
         256, gt=0, le=MAX_TOKENS_SETTING, description="tokens a stream's hold grows by at a time"
+    )
+    mode: Literal["enforce", "shadow"] = Field(
+        "enforce",
+        description="shadow: nothing is refused; every would-be halt is recorded (would_halt) instead",
     )
     history: bool = Field(True, description="record every committed call, cache hit and halt in the spend history")
     history_keep_s: Annotated[float, _NotBool] = Field(
@@ -888,11 +893,16 @@ def _compile(parsed: Sequence[tuple[str, Mapping[Path_, int], PolicyFileModel]])
             identity, identity_origin = model.identity.compile(), source
     if problems:
         raise PolicyError(problems)
+    compiled_settings = Settings(**settings)
+    rules = (DEFAULT_LOOP_RULE,) if loops is None else tuple(loops)
+    if compiled_settings.mode == "shadow":  # every halt becomes a would-be halt: the one place shadow mode is read
+        budgets = [dataclasses.replace(b, action="shadow") if b.action == "kill" else b for b in budgets]
+        rules = tuple(dataclasses.replace(r, action="shadow") if r.action == "kill" else r for r in rules)
     return Policy(
-        settings=Settings(**settings),
+        settings=compiled_settings,
         prices=MappingProxyType(prices),
         budgets=tuple(budgets),
-        loops=(DEFAULT_LOOP_RULE,) if loops is None else tuple(loops),
+        loops=rules,
         alerts=alerts,
         sources=tuple(source for source, _, _ in parsed),
         identity=identity,

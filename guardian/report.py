@@ -54,6 +54,8 @@ class GroupRow:
     failed_runs: int = 0
     value_micro_usd: int = 0
     failure_cost_micro_usd: int = 0  # spend of runs recorded as failed
+    would_halts: int = 0  # shadow mode: runs a halt would have stopped
+    would_save_micro_usd: int = 0  # shadow mode: what those runs spent after that point
 
     @property
     def cost_per_success_micro_usd(self) -> int | None:
@@ -80,6 +82,7 @@ class RunRow:
     cost_micro_usd: int = 0
     calls: int = 0
     halted: str | None = None  # the halt's type, and its budget or signal
+    would_halt: str | None = None  # shadow mode: the halt it would have met
     success: bool | None = None
 
 
@@ -92,6 +95,7 @@ class Report:
     total: GroupRow
     halts: dict[str, int]  # reason (type: budget or signal) -> runs halted
     top_runs: list[RunRow]
+    would_halts: dict[str, int] = field(default_factory=dict)  # shadow mode: reason -> runs it would have halted
     daily: dict[str, dict[str, int]] = field(default_factory=dict)  # UTC day -> agent -> micro-dollars
 
     def as_dict(self) -> dict[str, object]:
@@ -103,6 +107,7 @@ class Report:
             "total": self.total.as_dict(),
             "halts": self.halts,
             "top_runs": [asdict(r) for r in self.top_runs],
+            "would_halts": self.would_halts,
             "daily_cost_micro_usd": self.daily,
         }
 
@@ -130,6 +135,7 @@ def _group_of(record: UsageRecord, by: str) -> str:
 class _Run:
     row: RunRow
     cost_in: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # group -> what the run spent there
+    after_would: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # ... after its would-be halt
     loop_halted: bool = False
     halted: bool = False
 
@@ -148,6 +154,7 @@ _SUMMED = (
     "cache_saved_micro_usd",
     "loop_waste_micro_usd",
     "failure_cost_micro_usd",
+    "would_save_micro_usd",
 )
 
 
@@ -175,6 +182,10 @@ def build_report(
                 run.row.halted = f"{r.reason}: {r.detail}" if r.detail else r.reason
                 run.loop_halted = r.reason == "LoopDetected"
             continue
+        if r.kind == "would_halt":
+            if run.row.would_halt is None:
+                run.row.would_halt = f"{r.reason}: {r.detail}" if r.detail else r.reason
+            continue
         key = _group_of(r, by)
         row = groups.get(key)
         if row is None:
@@ -194,13 +205,18 @@ def build_report(
         row.estimated_calls += "estimated" in r.flags
         run.row.cost_micro_usd += r.cost_micro_usd
         run.row.calls += 1
+        if run.row.would_halt is not None:
+            run.after_would[key] += r.cost_micro_usd
         daily[_day(r.time)][r.agent or "-"] += r.cost_micro_usd
 
     # Run-level figures: a run counts in each group its calls are in, at what it spent there.
     halts: dict[str, int] = defaultdict(int)
+    would_halts: dict[str, int] = defaultdict(int)
     for run_id, run in runs.items():
         if run.row.halted is not None:
             halts[run.row.halted] += 1
+        if run.row.would_halt is not None:
+            would_halts[run.row.would_halt] += 1
         outcome = outcomes.get(run_id)
         if outcome is not None:
             run.row.success = outcome[0]
@@ -209,6 +225,8 @@ def build_report(
             row.runs += 1
             row.halts += run.halted
             row.loop_waste_micro_usd += cost if run.loop_halted else 0
+            row.would_halts += run.row.would_halt is not None
+            row.would_save_micro_usd += run.after_would.get(key, 0)
             if outcome is not None:
                 row.successful_runs += outcome[0]
                 row.failed_runs += not outcome[0]
@@ -223,6 +241,7 @@ def build_report(
     counted = [(run_id, run) for run_id, run in runs.items() if run.cost_in]
     total.runs = len(counted)
     total.halts = sum(run.halted for _, run in counted)
+    total.would_halts = sum(run.row.would_halt is not None for _, run in counted)
     with_outcome = [outcomes[run_id] for run_id, _ in counted if run_id in outcomes]
     total.successful_runs = sum(ok for ok, _ in with_outcome)
     total.failed_runs = sum(not ok for ok, _ in with_outcome)
@@ -236,7 +255,8 @@ def build_report(
         total,
         dict(sorted(halts.items())),
         top_runs,
-        {day: dict(sorted(agents.items())) for day, agents in sorted(daily.items())},
+        would_halts=dict(sorted(would_halts.items())),
+        daily={day: dict(sorted(agents.items())) for day, agents in sorted(daily.items())},
     )
 
 
@@ -256,6 +276,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("ok/failed", ""),
     ("cost/success", "cost_per_success_micro_usd"),
     ("value/$", "value_per_dollar"),
+    ("would halt", "would_halts"),
+    ("would save", "would_save_micro_usd"),
 )
 
 
@@ -304,11 +326,15 @@ def as_table(report: Report) -> str:
     out += ["  ".join("-" * w for w in widths), fmt(lines[-1])]
     if report.halts:
         out += ["", "Halts by reason:"] + [f"  {n:>5}  {reason}" for reason, n in report.halts.items()]
+    if report.would_halts:
+        out += ["", "Would have halted (shadow mode; the runs went on):"]
+        out += [f"  {n:>5}  {reason}" for reason, n in report.would_halts.items()]
     if report.top_runs:
         out += ["", "Costliest runs:"]
         for r in report.top_runs:
             outcome = {True: "succeeded", False: "failed", None: ""}[r.success]
-            notes = ", ".join(x for x in (f"halted ({r.halted})" if r.halted else "", outcome) if x)
+            would = f"would have halted ({r.would_halt})" if r.would_halt else ""
+            notes = ", ".join(x for x in (f"halted ({r.halted})" if r.halted else "", would, outcome) if x)
             out.append(
                 f"  {usd(r.cost_micro_usd):>12}  {r.calls:>5} calls  {r.run}  agent={r.agent} user={r.user} "
                 f"tenant={r.tenant}" + (f"  {notes}" if notes else "")

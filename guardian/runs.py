@@ -55,6 +55,7 @@ __all__ = [
     "shared_buckets",
     "thresholds_passed",
     "used_share",
+    "would_halt_record",
 ]
 
 CHARS_PER_TOKEN = 4  # langchain-core's approximation, for streamed output before the provider reports usage
@@ -205,6 +206,7 @@ class RunState:
     calls: dict[str, CallState] = field(default_factory=dict)
     binding: Binding = field(default_factory=lambda: Binding([], 0.0))  # bound at the first call
     halt: GuardianHalt | None = None
+    would_halt: str | None = None  # shadow mode: why the run would have been halted (it was not)
     spent: Amounts = field(default_factory=Amounts)
     loop_detector: LoopDetector | None = None  # made on the first observation: most runs are one call
     call_costs: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=256))  # (tokens, micro-USD)
@@ -473,6 +475,13 @@ def halt_record(run: RunState, halt: GuardianHalt, now: float) -> UsageRecord:
     detail = getattr(halt, "budget", None) or getattr(halt, "signal", None) or getattr(halt, "target", None) or ""
     return UsageRecord(
         "halt", now, run.run_id, *run.identity_names, thread=run.thread, reason=type(halt).__name__, detail=str(detail)
+    )
+
+
+def would_halt_record(run: RunState, reason: str, detail: str, now: float) -> UsageRecord:
+    """The history record of a halt shadow mode did not make: the run went on from here."""
+    return UsageRecord(
+        "would_halt", now, run.run_id, *run.identity_names, thread=run.thread, reason=reason, detail=detail
     )
 
 

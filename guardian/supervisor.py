@@ -64,6 +64,7 @@ from guardian.runs import (
     priced,
     shared_buckets,
     thresholds_passed,
+    would_halt_record,
 )
 from guardian.store.base import (
     BucketState,
@@ -519,7 +520,7 @@ class Supervisor:
             if run.loop_detector is None:
                 run.loop_detector = LoopDetector(rule.settings)
             verdict = run.loop_detector.observe(observation)
-            if verdict is not None and rule.action_for(verdict.signal) == "alert":
+            if verdict is not None and rule.action_for(verdict.signal) != "kill":
                 run.loop_detector.reset()  # report a loop that goes on again later
         if verdict is None:
             return PROCEED
@@ -544,6 +545,9 @@ class Supervisor:
         )
         self._count("loop_halts", run, 1, now)
         self._tell("loop_detected", run, verdict.signal)
+        if action == "shadow":
+            self._would_halt(run, "LoopDetected", verdict.signal, now, rule=rule.name, subject=verdict.subject)
+            return PROCEED
         if self.alerts is not None:
             dedup = self.keys.dedup("loop", run.run_id, rule.name)
             ttl = self._settings.run_ttl_s
@@ -665,7 +669,9 @@ class Supervisor:
         amount = priced(self.pricer, provider, model, prompt_tokens, output_tokens)
         if amount is not None:
             return amount
-        if self._settings.unknown_model == "block":
+        if self._settings.unknown_model == "block" and self._settings.mode == "shadow":
+            self._would_halt(run, "UnknownModel", provider or "", self.clock(), model=model)
+        elif self._settings.unknown_model == "block":
             self.log.error("unknown_model", **run.fields, provider=provider, model=model, action="block")
             self._tell("decision", run, "deny_unknown_model", provider or "", self.clock())
             return self._trip(run, UnknownModel(provider=provider, model=model, run_id=run.run_id))
@@ -760,6 +766,17 @@ class Supervisor:
                 self._telemetry_failed = True
                 self.log.error("telemetry_error", event_name=event, error_type=type(exc).__name__)
 
+    def _would_halt(self, run: RunState, reason: str, detail: str, now: float, **fields: Any) -> None:
+        """Shadow mode: the halt that would have stopped the run here, recorded once per run; the run goes on."""
+        with run.lock:
+            if run.would_halt is not None:
+                return
+            run.would_halt = f"{reason}: {detail}" if detail else reason
+        self.log.warning("would_halt", **run.fields, reason=reason, detail=detail, **fields)
+        self._count("would_halts", run, 1, now)
+        self._record(run, would_halt_record(run, reason, detail, now))
+        self._tell("decision", run, "would_halt", run.would_halt, now)
+
     def paused(self, run: RunState, halt: GuardianHalt) -> None:
         """An adapter paused the run instead of halting it (the middleware's ``interrupt``)."""
         self.log.info("run_paused", **run.fields, halt=type(halt).__name__)
@@ -772,7 +789,12 @@ class Supervisor:
         threshold are often the last of a burst, after which only refusals (or nothing) follow.
         """
         over, thresholds = thresholds_passed(b.budget, state)
-        if over is not None and self._dedup("exceeded", b, 1.0) not in self._alerted:
+        if over is not None and b.budget.action == "shadow":
+            limit = b.budget.limited()[over]
+            self._would_halt(
+                run, "BudgetExceeded", b.budget.name, now, **b.fields(), unit=metric_label(over), limit=limit
+            )
+        elif over is not None and self._dedup("exceeded", b, 1.0) not in self._alerted:
             self.log.warning(
                 "budget_exceeded",
                 **run.fields,

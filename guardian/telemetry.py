@@ -4,12 +4,14 @@ The supervisor calls a ``Telemetry`` (when one is given) at the points it alread
 telemetry library. ``guardian.otel.OpenTelemetry`` implements it in OpenTelemetry's GenAI conventions.
 
 Decisions are Guardian's own result values: ``allow`` (a model or tool call was let through), ``deny_budget``,
-``deny_kill``, ``deny_unknown_model``, ``deny_store`` (fail_closed during an outage), ``halt_loop``, and
-``paused`` (the middleware paused a run instead of halting it).
+``deny_kill``, ``deny_unknown_model``, ``deny_store`` (fail_closed during an outage), ``halt_loop``,
+``paused`` (the middleware paused a run instead of halting it) and ``would_halt`` (shadow mode: a halt that was
+only recorded).
 """
 
 from __future__ import annotations
 
+import typing
 from typing import Literal, Protocol
 
 from guardian.pricing import TokenUsage
@@ -18,16 +20,10 @@ from guardian.store.base import BucketState
 
 __all__ = ["DECISIONS", "Decided", "Telemetry"]
 
-Decided = Literal["allow", "deny_budget", "deny_kill", "deny_unknown_model", "deny_store", "halt_loop", "paused"]
-DECISIONS: tuple[str, ...] = (
-    "allow",
-    "deny_budget",
-    "deny_kill",
-    "deny_unknown_model",
-    "deny_store",
-    "halt_loop",
-    "paused",
-)
+Decided = Literal[
+    "allow", "deny_budget", "deny_kill", "deny_unknown_model", "deny_store", "halt_loop", "paused", "would_halt"
+]
+DECISIONS: tuple[str, ...] = typing.get_args(Decided)
 
 
 class Telemetry(Protocol):

@@ -118,7 +118,7 @@ def test_status_hides_run_buckets_filters_sorts_and_says_when_windows_reset(
     document = json.loads(runner.invoke(app, ["status", *common, "--json", "--runs"]).stdout)
     assert {b["scope"] for b in document["buckets"]} == {"user", "run"}
     assert all(b["resets_at"] is not None for b in document["buckets"] if b["scope"] == "user")
-    assert set(document) == {"buckets", "hidden_run_buckets", "kills", "loops", "grants"}
+    assert set(document) == {"buckets", "hidden_run_buckets", "kills", "loops", "would_halts", "grants"}
     only = json.loads(runner.invoke(app, ["status", *common, "--json", "--user", "alice"]).stdout)["buckets"]
     assert [(b["scope"], b["scope_key"]) for b in only] == [("user", "alice")]
     unknown = runner.invoke(app, ["status", *common, "--budget", "dialy"])
