@@ -23,6 +23,8 @@ from guardian.errors import GuardianError, PolicyError
 from guardian.guard import STORE_URL_ENV, BudgetStatus, Guardian, describe_kill, validate_kill_ttl
 from guardian.keys import DEFAULT_PREFIX, KeyBuilder
 from guardian.policy import Policy, check_policy_without_env, load_policy
+from guardian.replay import as_json as replay_json
+from guardian.replay import as_table as replay_table
 from guardian.report import GROUPINGS, Report, as_csv, as_json, as_table, parse_since
 from guardian.windows import window_span
 
@@ -381,6 +383,50 @@ def _render_report(built: Report, fmt: str) -> str:
 
         return as_html(built)
     return {"table": as_table, "csv": as_csv, "json": as_json}[fmt](built)
+
+
+@app.command("replay")
+def replay_command(
+    policy: Annotated[
+        list[Path],
+        typer.Option("--policy", "-p", metavar="PATH", help="The policy to judge the history by (repeatable)."),
+    ],
+    since: Annotated[
+        str, typer.Option("--since", metavar="WHEN", help="Start: 7d, 24h, 30m, 2w ago, or an ISO date (UTC).")
+    ] = "7d",
+    until: Annotated[str | None, typer.Option("--until", metavar="WHEN", help="End (default: now).")] = None,
+    by: Annotated[str, typer.Option("--by", metavar="FIELD", help="Group by agent, user, tenant, model or day.")] = (
+        "agent"
+    ),
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table or json (micro-dollars).")] = "table",
+    tenant: Annotated[str | None, typer.Option("--tenant", metavar="NAME", help="Only this tenant.")] = None,
+    store: FleetStoreUrl = None,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """Judge the recorded history again under another policy: what it would have stopped and saved."""
+    _check_prefix(prefix)
+    if by not in GROUPINGS:
+        _fail(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}", 2)
+    if fmt not in ("table", "json"):
+        _fail(f"--format must be table or json, got {fmt!r}", 2)
+    candidate = _load(policy)
+    guard = _open(None, _fleet_store(store), prefix)
+    try:
+        now = guard.clock()
+        try:
+            start = parse_since(since, now)
+            end = now + 1.0 if until is None else parse_since(until, now)
+        except ValueError as exc:
+            _fail(f"{exc}", 2)
+        if end <= start:
+            _fail("--until must come after --since", 2)
+        result = guard.replay(candidate, since=start, until=end, by=by, tenant=tenant)
+    except GuardianError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        guard.close()
+    typer.echo(replay_table(result) if fmt == "table" else replay_json(result), nl=False)
 
 
 @app.command()

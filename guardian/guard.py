@@ -24,6 +24,7 @@ from guardian.integrations.langchain import GuardianCallbackHandler
 from guardian.keys import DEFAULT_PREFIX, KeyBuilder, KillFlag, KillTarget
 from guardian.policy import Policy
 from guardian.renewal import HoldRenewer
+from guardian.replay import ReplayResult, replay
 from guardian.report import Report, build_report, parse_since
 from guardian.runs import used_share
 from guardian.store import RedisStore, Store, open_store
@@ -372,6 +373,23 @@ class Guardian:
         end = now + 1.0 if until is None else until
         records = self.history(since=start, until=end, tenant=tenant)
         return build_report(records, since=start, until=end, by=by, top=top)
+
+    def replay(
+        self,
+        policy: Policy,
+        *,
+        since: float | str = "7d",
+        until: float | None = None,
+        by: str = "agent",
+        tenant: str | None = None,
+    ) -> ReplayResult:
+        """The spend history from ``since`` to ``until`` judged again under ``policy`` (see ``guardian.replay``):
+        what it would have stopped and saved, grouped ``by`` agent, user, tenant, model or day."""
+        now = self.clock()
+        start = parse_since(since, now) if isinstance(since, str) else since
+        end = now + 1.0 if until is None else until
+        records = self.history(since=start, until=end, tenant=tenant)
+        return replay(records, policy, since=start, until=end, by=by)
 
     def kills(self, *, tenant: str | None = None) -> list[KillFlag]:
         """The kill flags set now; with ``tenant``, only those that halt runs of that tenant (its own and

@@ -26,6 +26,7 @@ _WIRE = {
     "tenant": "n",
     "thread": "th",
     "model": "m",
+    "provider": "p",
     "input_tokens": "i",
     "output_tokens": "o",
     "cache_read_tokens": "cr",
@@ -61,6 +62,7 @@ class UsageRecord:
     tenant: str = ""
     thread: str | None = None
     model: str = ""
+    provider: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0

@@ -453,6 +453,7 @@ def call_record(
         *run.identity_names,
         thread=run.thread,
         model=call.model,
+        provider=call.provider or "",
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cache_read_tokens=usage.cache_read_tokens,
@@ -466,7 +467,14 @@ def call_record(
 def cache_hit_record(run: RunState, call: CallState, saved: int, now: float) -> UsageRecord:
     """The history record of a call answered from the framework's cache."""
     return UsageRecord(
-        "cache_hit", now, run.run_id, *run.identity_names, thread=run.thread, model=call.model, saved_micro_usd=saved
+        "cache_hit",
+        now,
+        run.run_id,
+        *run.identity_names,
+        thread=run.thread,
+        model=call.model,
+        provider=call.provider or "",
+        saved_micro_usd=saved,
     )
 
 
