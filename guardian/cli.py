@@ -349,14 +349,7 @@ def report(
         _fail("--top must be 0 or more", 2)
     guard = _open(None, _fleet_store(store), prefix)
     try:
-        now = guard.clock()
-        try:
-            start = parse_since(since, now)
-            end = now + 1.0 if until is None else parse_since(until, now)
-        except ValueError as exc:
-            _fail(f"{exc}", 2)
-        if end <= start:
-            _fail("--until must come after --since", 2)
+        start, end = _period(guard, since, until)
         built = guard.report(since=start, until=end, by=by, top=top, tenant=tenant)
     except GuardianError as exc:
         err.print(f"[red]error[/red]: {exc}")
@@ -375,6 +368,19 @@ def report(
 
 
 REPORT_FORMATS = ("table", "csv", "json", "html")
+
+
+def _period(guard: Guardian, since: str, until: str | None) -> tuple[float, float]:
+    """--since and --until as epoch seconds (exit 2 with a sentence when they cannot be read or are reversed)."""
+    now = guard.clock()
+    try:
+        start = parse_since(since, now)
+        end = now + 1.0 if until is None else parse_since(until, now)
+    except ValueError as exc:
+        _fail(f"{exc}", 2)
+    if end <= start:
+        _fail("--until must come after --since", 2)
+    return start, end
 
 
 def _render_report(built: Report, fmt: str) -> str:
@@ -412,14 +418,7 @@ def replay_command(
     candidate = _load(policy)
     guard = _open(None, _fleet_store(store), prefix)
     try:
-        now = guard.clock()
-        try:
-            start = parse_since(since, now)
-            end = now + 1.0 if until is None else parse_since(until, now)
-        except ValueError as exc:
-            _fail(f"{exc}", 2)
-        if end <= start:
-            _fail("--until must come after --since", 2)
+        start, end = _period(guard, since, until)
         result = guard.replay(candidate, since=start, until=end, by=by, tenant=tenant)
     except GuardianError as exc:
         err.print(f"[red]error[/red]: {exc}")

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from guardian.alerts._model import Alert
 from guardian.amounts import METRICS, Amounts
 from guardian.errors import GuardianHalt
-from guardian.history import UsageRecord
+from guardian.history import Kind, UsageRecord
 from guardian.identity import Identity
 from guardian.keys import BucketKey, KeyBuilder, KillTarget, escape
 from guardian.loops import LoopDetector, LoopVerdict, ModelObservation
@@ -481,16 +481,16 @@ def cache_hit_record(run: RunState, call: CallState, saved: int, now: float) -> 
 def halt_record(run: RunState, halt: GuardianHalt, now: float) -> UsageRecord:
     """The history record of a run's halt: its type, and the budget or loop signal that caused it."""
     detail = getattr(halt, "budget", None) or getattr(halt, "signal", None) or getattr(halt, "target", None) or ""
-    return UsageRecord(
-        "halt", now, run.run_id, *run.identity_names, thread=run.thread, reason=type(halt).__name__, detail=str(detail)
-    )
+    return _stop_record("halt", run, type(halt).__name__, str(detail), now)
 
 
 def would_halt_record(run: RunState, reason: str, detail: str, now: float) -> UsageRecord:
     """The history record of a halt shadow mode did not make: the run went on from here."""
-    return UsageRecord(
-        "would_halt", now, run.run_id, *run.identity_names, thread=run.thread, reason=reason, detail=detail
-    )
+    return _stop_record("would_halt", run, reason, detail, now)
+
+
+def _stop_record(kind: Kind, run: RunState, reason: str, detail: str, now: float) -> UsageRecord:
+    return UsageRecord(kind, now, run.run_id, *run.identity_names, thread=run.thread, reason=reason, detail=detail)
 
 
 def daily_counter_span(now: float) -> tuple[str, float]:
