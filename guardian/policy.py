@@ -37,7 +37,7 @@ from guardian.amounts import METRICS, MICRO_USD, NO_LIMIT, micro_usd
 from guardian.errors import PolicyError, PolicyProblem
 from guardian.identity import IDENTITY_FIELDS, Identity, IdentityField, IdentityMapping, IdentitySource
 from guardian.loops import LOOP_BOUNDS, LoopSettings, Signal
-from guardian.pricing import PriceOverride
+from guardian.pricing import PriceOverride, Pricer, TokenUsage
 from guardian.windows import WindowKind
 
 __all__ = [
@@ -287,6 +287,44 @@ class LoopRuleModel(_Strict):
         )
 
 
+_MODEL_REF = re.compile(r"^[A-Za-z0-9_.\-]+:\S+$")
+
+
+class RoutingWhenModel(_Strict):
+    """When a routing rule applies: every condition given must hold."""
+
+    budget: str | None = Field(None, min_length=1)
+    used_at_least: Annotated[float, _NotBool] | None = Field(None, gt=0, le=1, allow_inf_nan=False)
+    loop_suspected: bool | None = None
+    run_cost_at_least: Annotated[Decimal, _NotBool] | None = Field(None, ge=0, le=MAX_COST_USD)
+
+    @model_validator(mode="after")
+    def _complete(self) -> RoutingWhenModel:
+        if (self.budget is None) != (self.used_at_least is None):
+            raise ValueError("budget and used_at_least go together: route when <budget> is at least <share> used")
+        if self.budget is None and self.loop_suspected is None and self.run_cost_at_least is None:
+            raise ValueError("give a condition: budget + used_at_least, loop_suspected or run_cost_at_least")
+        return self
+
+
+class RoutingRuleModel(_Strict):
+    name: str = Field(min_length=1, max_length=128)
+    match: MatchModel = Field(default_factory=MatchModel)
+    when: RoutingWhenModel
+    route: dict[str, str] = Field(min_length=1)
+
+    @field_validator("route")
+    @classmethod
+    def _provider_model(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in (*value, *value.values()):
+            if not _MODEL_REF.match(name):
+                raise ValueError(f"{name!r} is not 'provider:model' (e.g. 'openai:gpt-4o-mini')")
+        for source, target in value.items():
+            if source == target:
+                raise ValueError(f"{source!r} is routed to itself")
+        return value
+
+
 _SOURCE = re.compile(r"(context|metadata)\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -322,6 +360,7 @@ class PolicyFileModel(_Strict):
     prices: dict[str, PriceModel] = Field(default_factory=dict)
     budgets: list[BudgetModel] = Field(default_factory=list)
     loops: list[LoopRuleModel] | None = None
+    routing: list[RoutingRuleModel] = Field(default_factory=list)
     alerts: AlertsConfig | None = None
     identity: IdentityModel | None = None
 
@@ -377,6 +416,27 @@ class LoopRule:
         return "alert" if signal in self.alert_on else self.action
 
 
+ModelRef = tuple[str, str]  # (provider, model)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingRule:
+    """Send calls of a model to a cheaper one while the rule's conditions hold (tiered inference)."""
+
+    name: str
+    match: Match
+    route: Mapping[ModelRef, ModelRef]
+    budget: str | None = None
+    used_at_least: float | None = None
+    loop_suspected: bool | None = None
+    run_cost_at_least_micro_usd: int | None = None
+
+
+def model_ref(text: str) -> ModelRef:
+    provider, _, model = text.partition(":")
+    return provider, model
+
+
 # What a policy without a `loops:` section gets, budget-only policies included.
 DEFAULT_LOOP_RULE = LoopRule(name="default", match=Match(), settings=LoopSettings(), action="kill")
 
@@ -390,9 +450,13 @@ class Policy:
     alerts: AlertsConfig | None = None
     sources: tuple[str, ...] = ()
     identity: IdentityMapping | None = None
+    routing: tuple[RoutingRule, ...] = ()
 
     def budgets_for(self, identity: Identity) -> list[Budget]:
         return [b for b in self.budgets if b.match.matches(identity)]
+
+    def routing_for(self, identity: Identity) -> tuple[RoutingRule, ...]:
+        return tuple(r for r in self.routing if r.match.matches(identity))
 
     def loop_rule_for(self, identity: Identity) -> LoopRule | None:
         """The first matching rule wins, so specific rules go before catch-alls."""
@@ -839,6 +903,7 @@ def _compile(parsed: Sequence[tuple[str, Mapping[Path_, int], PolicyFileModel]])
     identity: IdentityMapping | None = None
     identity_origin = ""
     settings_origin: dict[str, str] = {}
+    routing_parsed: list[tuple[str, Mapping[Path_, int], int, RoutingRuleModel]] = []
     for source, lines, model in parsed:
         for name in model.settings.model_fields_set:
             if name in settings_origin and settings_origin[name] != source:
@@ -872,6 +937,7 @@ def _compile(parsed: Sequence[tuple[str, Mapping[Path_, int], PolicyFileModel]])
             budgets.append(_compile_budget(b))
         if model.loops is not None:
             loops = (loops or []) + [_compile_loop(r) for r in model.loops]
+        routing_parsed += [(source, lines, i, r) for i, r in enumerate(model.routing)]
         if model.alerts is not None:
             if alerts is not None:
                 problems.append(
@@ -891,6 +957,7 @@ def _compile(parsed: Sequence[tuple[str, Mapping[Path_, int], PolicyFileModel]])
                     )
                 )
             identity, identity_origin = model.identity.compile(), source
+    routing = _compile_routing(routing_parsed, {b.name for b in budgets}, prices, problems)
     if problems:
         raise PolicyError(problems)
     compiled_settings = Settings(**settings)
@@ -906,7 +973,65 @@ def _compile(parsed: Sequence[tuple[str, Mapping[Path_, int], PolicyFileModel]])
         alerts=alerts,
         sources=tuple(source for source, _, _ in parsed),
         identity=identity,
+        routing=routing,
     )
+
+
+def _compile_routing(
+    parsed: Sequence[tuple[str, Mapping[Path_, int], int, RoutingRuleModel]],
+    budget_names: set[str],
+    prices: Mapping[str, PriceOverride],
+    problems: list[PolicyProblem],
+) -> tuple[RoutingRule, ...]:
+    """Routing rules, each checked against the whole policy: its budget exists, every model in its routes has a
+    price, and no route leads to a model that costs more per input or output token."""
+    pricer = Pricer(prices)
+    per_million = TokenUsage(1_000_000, 0), TokenUsage(0, 1_000_000)
+    rules = []
+    seen: dict[str, str] = {}
+    for source, lines, i, r in parsed:
+
+        def problem(path: Path_, message: str, source: str = source, lines: Mapping[Path_, int] = lines) -> None:
+            problems.append(PolicyProblem(source, _line_of(lines, path), _dotted(path), message))
+
+        if r.name in seen:
+            problem(("routing", i, "name"), f"routing rule {r.name!r} is already defined in {seen[r.name]}")
+        seen.setdefault(r.name, source)
+        if r.when.budget is not None and r.when.budget not in budget_names:
+            close = difflib.get_close_matches(r.when.budget, budget_names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problem(("routing", i, "when", "budget"), f"no budget named {r.when.budget!r} in the policy{hint}")
+        for origin, target in r.route.items():
+            costs: dict[str, list[int]] = {}
+            for name in (origin, target):
+                provider, model = model_ref(name)
+                rates = [pricer.cost(provider, model, usage) for usage in per_million]
+                known = [rate for rate in rates if rate is not None]
+                if len(known) < len(rates):
+                    problem(("routing", i, "route", origin), f"no price known for {name!r}: add it under prices:")
+                else:
+                    costs[name] = known
+            if origin in costs and target in costs:
+                dearer = [k for k, a, b in zip(("input", "output"), costs[origin], costs[target], strict=True) if b > a]
+                if dearer:
+                    problem(
+                        ("routing", i, "route", origin),
+                        f"{target!r} costs more per {' and '.join(dearer)} token than {origin!r}: a route must save",
+                    )
+        rules.append(
+            RoutingRule(
+                name=r.name,
+                match=_compile_match(r.match),
+                route=MappingProxyType({model_ref(a): model_ref(b) for a, b in r.route.items()}),
+                budget=r.when.budget,
+                used_at_least=r.when.used_at_least,
+                loop_suspected=r.when.loop_suspected,
+                run_cost_at_least_micro_usd=None
+                if r.when.run_cost_at_least is None
+                else micro_usd(r.when.run_cost_at_least),
+            )
+        )
+    return tuple(rules)
 
 
 def _compile_match(m: MatchModel) -> Match:
