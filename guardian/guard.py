@@ -7,7 +7,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
@@ -116,6 +116,7 @@ class Guardian:
         *,
         exit_behavior: str = "error",
         outcome: Callable[[Any], Any] | None = None,
+        models: Mapping[str, Any] | None = None,
     ) -> Any:
         """A LangChain v1 ``AgentMiddleware`` for ``create_agent(model, tools, middleware=[...])``.
 
@@ -123,7 +124,8 @@ class Guardian:
         what stopped it; ``"interrupt"`` pauses a checkpointed run with ``interrupt()`` so it can be resumed
         with ``Command(resume=...)`` once there is room. ``outcome``: called with the agent's final state as a
         run finishes, returns whether it succeeded (``True``/``False``, or ``(success, value_usd)``, or None for
-        no judgement), recorded for reports. Needs the ``langchain`` package (``create_agent``).
+        no judgement), recorded for reports. ``models``: the chat models routing rules send calls to, by
+        ``"provider:model"`` (others are built with ``init_chat_model``). Needs ``langchain`` (``create_agent``).
         """
         try:
             from guardian.integrations.middleware import GuardianMiddleware
@@ -132,7 +134,7 @@ class Guardian:
                 "Guardian.middleware needs LangChain v1's agents: pip install 'guardian-supervisor[langchain]'"
             ) from exc
         identity = Identity.of(agent, user, tenant, tags)
-        return GuardianMiddleware(self.supervisor, identity, exit_behavior, outcome)  # type: ignore[arg-type]
+        return GuardianMiddleware(self.supervisor, identity, exit_behavior, outcome, models)  # type: ignore[arg-type]
 
     def openai_hooks(
         self,

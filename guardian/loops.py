@@ -653,6 +653,11 @@ class LoopDetector:
         self._model_calls = 0
         self.reset()
 
+    def suspected(self) -> bool:
+        """Evidence short of a verdict: a turn of the recent window was seen before (a loop starting, or a retry).
+        Routing rules with ``loop_suspected`` act on it, before loop detection would halt the run."""
+        return self._verdict is not None or any(n >= 2 for n in self._sigs.values())
+
     def reset(self) -> None:
         """Forget the history and re-arm (the totals of steps, tokens and model calls go on)."""
         self._verdict: LoopVerdict | None = None

@@ -123,6 +123,13 @@ class Settings(_Strict):
     stream_block_tokens: Annotated[int, _NotBool] = Field(
         256, gt=0, le=MAX_TOKENS_SETTING, description="tokens a stream's hold grows by at a time"
     )
+    on_low_budget: Literal["refuse", "clamp"] = Field(
+        "refuse",
+        description="clamp: a call whose output cap does not fit is sent with the cap that does (middleware)",
+    )
+    min_output_tokens: Annotated[int, _NotBool] = Field(
+        64, gt=0, le=MAX_TOKENS_SETTING, description="the smallest output cap clamping sends a call with"
+    )
     mode: Literal["enforce", "shadow"] = Field(
         "enforce",
         description="shadow: nothing is refused; every would-be halt is recorded (would_halt) instead",

@@ -47,6 +47,10 @@ class GroupRow:
     estimated_calls: int = 0  # charged on an estimate: the provider reported no usage
     cache_hits: int = 0
     cache_saved_micro_usd: int = 0
+    routed_calls: int = 0  # sent to a cheaper model by a routing rule
+    routing_saved_micro_usd: int = 0  # what those calls saved against the model asked for, on their real usage
+    would_route_micro_usd: int = 0  # shadow mode: what routing would have saved
+    clamped_calls: int = 0  # sent with a lower output cap instead of refused
     loop_waste_micro_usd: int = 0  # spend of runs that loop detection halted
     runs: int = 0
     halts: int = 0
@@ -152,6 +156,10 @@ _SUMMED = (
     "estimated_calls",
     "cache_hits",
     "cache_saved_micro_usd",
+    "routed_calls",
+    "routing_saved_micro_usd",
+    "would_route_micro_usd",
+    "clamped_calls",
     "loop_waste_micro_usd",
     "failure_cost_micro_usd",
     "would_save_micro_usd",
@@ -203,6 +211,12 @@ def build_report(
         row.cache_write_tokens += r.cache_write_tokens
         row.reasoning_tokens += r.reasoning_tokens
         row.estimated_calls += "estimated" in r.flags
+        row.clamped_calls += "clamped" in r.flags
+        if "routed" in r.flags:
+            row.routed_calls += 1
+            row.routing_saved_micro_usd += r.saved_micro_usd
+        elif "would_route" in r.flags:
+            row.would_route_micro_usd += r.saved_micro_usd
         run.row.cost_micro_usd += r.cost_micro_usd
         run.row.calls += 1
         if run.row.would_halt is not None:
@@ -271,6 +285,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("cache write", "cache_write_tokens"),
     ("cache hits", "cache_hits"),
     ("cache saved", "cache_saved_micro_usd"),
+    ("routed", "routed_calls"),
+    ("routing saved", "routing_saved_micro_usd"),
+    ("clamped", "clamped_calls"),
     ("loop waste", "loop_waste_micro_usd"),
     ("runs", "runs"),
     ("ok/failed", ""),
@@ -278,6 +295,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("value/$", "value_per_dollar"),
     ("would halt", "would_halts"),
     ("would save", "would_save_micro_usd"),
+    ("route would save", "would_route_micro_usd"),
 )
 
 

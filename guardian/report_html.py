@@ -1,8 +1,8 @@
 """A spend report as one self-contained HTML page with charts (plotly; ``pip install 'guardian-supervisor[report]'``).
 
-Three charts: spend per UTC day by agent, cost per successful run by group, and what caches saved against what loops
-wasted by group; then the report's table, halts by reason and the costliest runs. plotly.js is inlined once, so
-the file opens anywhere, offline.
+Three charts: spend per UTC day by agent, cost per successful run by group, and what caches and routing saved
+against what loops wasted by group; then the report's table, halts by reason and the costliest runs. plotly.js is
+inlined once, so the file opens anywhere, offline.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def _figures(report: Report) -> list[Any]:
     savings = go.Figure(
         [
             go.Bar(name="saved by caches", x=keys, y=[_dollars(r.cache_saved_micro_usd) for r in report.rows]),
+            go.Bar(name="saved by routing", x=keys, y=[_dollars(r.routing_saved_micro_usd) for r in report.rows]),
             go.Bar(name="wasted in loops", x=keys, y=[_dollars(r.loop_waste_micro_usd) for r in report.rows]),
         ],
         layout={"barmode": "group", "title": f"Saved and wasted by {report.by}", "yaxis": {"title": "USD"}},

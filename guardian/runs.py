@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from guardian.alerts._model import Alert
-from guardian.amounts import METRICS, Amounts
+from guardian.amounts import METRICS, NO_LIMIT, Amounts
 from guardian.errors import GuardianHalt
 from guardian.history import Kind, UsageRecord
 from guardian.identity import Identity
 from guardian.keys import BucketKey, KeyBuilder, KillTarget, escape
 from guardian.loops import LoopDetector, LoopVerdict, ModelObservation
-from guardian.policy import Budget, LoopRule, Policy, Settings
+from guardian.policy import Budget, LoopRule, ModelRef, Policy, RoutingRule, Settings
 from guardian.pricing import Pricer, TokenUsage
 from guardian.store.base import BucketState, KillCheck, Target
 from guardian.windows import window_span
@@ -39,7 +39,9 @@ __all__ = [
     "Decision",
     "Plan",
     "Reply",
+    "Route",
     "RunState",
+    "affordable_output",
     "bind",
     "bucket_alert",
     "bucket_for",
@@ -52,6 +54,7 @@ __all__ = [
     "is_over_hold",
     "make_plan",
     "priced",
+    "routed_to",
     "shared_buckets",
     "thresholds_passed",
     "used_share",
@@ -71,6 +74,7 @@ class Decision:
     """What the adapter must do: go on, or act on ``halt`` (raise it, end the run, or pause)."""
 
     halt: GuardianHalt | None = None
+    max_output_tokens: int | None = None  # clamped: send the call with this output cap instead of its own
 
     @property
     def proceed(self) -> bool:
@@ -93,6 +97,17 @@ class Reply:
     output_estimate: int = 0
     cache_hit: bool = False
     observation: ModelObservation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A model call sent to a cheaper model by a routing rule."""
+
+    rule: str
+    origin: ModelRef  # (provider, model) the application asked for
+    target: ModelRef  # what is called instead
+    reason: str  # which condition held, for logs (no user content)
+    shadow: bool = False  # shadow mode: recorded (would_route), the call goes to the model asked for
 
 
 @dataclass
@@ -150,6 +165,7 @@ class Plan:
     budget_names: tuple[str, ...]
     fields: dict[str, Any]
     loop_rule: LoopRule | None
+    routing: tuple[RoutingRule, ...]
     kill_checks: list[KillCheck]  # agent and user (fleet-wide and in the tenant), tenant
     run_keys: list[tuple[Budget, str, str]]  # run-scope budgets: key = prefix + escape(run id) + suffix
     thread_budgets: list[Budget]  # bound per run: each run names its thread
@@ -170,6 +186,8 @@ class CallState:
     reserved: bool  # False when the store was skipped (fail_open during an outage)
     history_key: tuple[str, str | None, str]  # (agent, provider, model): whose outputs teach the next hold
     started_at: float = 0.0  # when it was reserved
+    routed: Route | None = None  # the routing rule that sent the call here (or would have, in shadow mode)
+    clamped: bool = False  # its output cap was lowered to what the budgets could still afford
     renewed_at: float = 0.0
     chars_seen: int = 0  # streamed output, in characters: converted to tokens once, not per chunk
     near_limit: bool = False  # a whole block was refused: later extensions ask only for the next token
@@ -209,6 +227,7 @@ class RunState:
     would_halt: str | None = None  # shadow mode: why the run would have been halted (it was not)
     spent: Amounts = field(default_factory=Amounts)
     loop_detector: LoopDetector | None = None  # made on the first observation: most runs are one call
+    loop_alerted: bool = False  # a loop signal that only alerts fired: routing treats the run as loop-suspected
     call_costs: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=256))  # (tokens, micro-USD)
     ended: bool = False
 
@@ -249,6 +268,11 @@ class RunState:
     def identity_names(self) -> tuple[str, str, str]:
         return self.identity.agent, self.identity.user, self.identity.tenant
 
+    @property
+    def loop_suspected(self) -> bool:
+        detector = self.loop_detector
+        return self.loop_alerted or (detector is not None and detector.suspected())
+
     def recent_costs(self, calls: int) -> tuple[int, int]:
         """Tokens and micro-dollars of the run's last ``calls`` model calls (a loop's price)."""
         with self.lock:
@@ -278,6 +302,7 @@ def make_plan(policy: Policy, keys: KeyBuilder, identity: Identity) -> Plan:
         budget_names=tuple(b.name for b in budgets),
         fields=identity.log_fields(),
         loop_rule=policy.loop_rule_for(identity),
+        routing=policy.routing_for(identity),
         kill_checks=[KillCheck(keys.kill(t, v, tenant), t, v, tenant) for t, v, tenant in flags],
         run_keys=run_keys,
         thread_budgets=[b for b in budgets if b.scope == "thread"],
@@ -365,6 +390,88 @@ def is_over_hold(call: CallState, actual: Amounts) -> bool:
     return call.reserved and actual.total_tokens > max(OVER_HOLD_FACTOR * held, held + OVER_HOLD_MIN_TOKENS)
 
 
+# -- spending less ------------------------------------------------------------------------------------------------
+
+
+def routed_to(
+    rules: tuple[RoutingRule, ...],
+    origin: ModelRef,
+    *,
+    shares: Mapping[str, float],
+    loop_suspected: bool,
+    run_cost_micro_usd: int,
+) -> Route | None:
+    """The first rule that routes ``origin`` and whose conditions all hold now. ``shares`` is how much of each
+    budget the run's buckets have used (the largest share of a limit), for rules that name a budget."""
+    for rule in rules:
+        target = rule.route.get(origin)
+        if target is None:
+            continue
+        reasons = []
+        if rule.budget is not None and rule.used_at_least is not None:
+            share = shares.get(rule.budget)
+            if share is None or share < rule.used_at_least:
+                continue
+            reasons.append(f"{rule.budget} {share:.0%} used")
+        if rule.loop_suspected is not None:
+            if loop_suspected != rule.loop_suspected:
+                continue
+            reasons.append("loop suspected" if loop_suspected else "no loop suspected")
+        if rule.run_cost_at_least_micro_usd is not None:
+            if run_cost_micro_usd < rule.run_cost_at_least_micro_usd:
+                continue
+            reasons.append("run cost reached")
+        return Route(rule.name, origin, target, ", ".join(reasons))
+    return None
+
+
+def affordable_output(
+    buckets: list[Bucket], states: Sequence[BucketState], prompt_tokens: int, cost_of: Callable[[int], int]
+) -> int:
+    """The largest output cap every enforced bucket can still afford for a call of ``prompt_tokens`` (0: none).
+    ``states`` are the buckets' states before the call; ``cost_of(n)`` is the call's cost with ``n`` output tokens."""
+    best: int | None = None
+    for bucket, state in zip(buckets, states, strict=False):
+        if not bucket.target.enforce:
+            continue
+        for metric, limit in zip(METRICS, bucket.target.limits, strict=True):
+            if limit == NO_LIMIT:
+                continue
+            room = limit - (state.spent.get(metric) + state.reserved.get(metric))
+            cap: int | None
+            if metric == "output_tokens":
+                cap = room
+            elif metric == "total_tokens":
+                cap = room - prompt_tokens
+            elif metric == "cost_usd":
+                cap = _most_output_within(room, cost_of)
+            elif metric == "input_tokens":
+                cap = None if room >= prompt_tokens else 0
+            elif metric == "llm_calls":
+                cap = None if room >= 1 else 0
+            else:
+                cap = None  # tool calls do not limit a model call
+            if cap is not None:
+                best = cap if best is None else min(best, cap)
+    return max(0, best if best is not None else 0)
+
+
+def _most_output_within(room_micro_usd: int, cost_of: Callable[[int], int]) -> int:
+    """The most output tokens whose call costs no more than ``room_micro_usd`` (cost rises with output)."""
+    if cost_of(0) > room_micro_usd:
+        return -1
+    low, high = 0, 1
+    while cost_of(high) <= room_micro_usd and high < 1 << 40:
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        if cost_of(middle) <= room_micro_usd:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
 # -- judging ------------------------------------------------------------------------------------------------------
 
 
@@ -443,9 +550,23 @@ def loop_alert(
 
 
 def call_record(
-    run: RunState, call: CallState, usage: TokenUsage, actual: Amounts, now: float, *, estimated: bool
+    run: RunState,
+    call: CallState,
+    usage: TokenUsage,
+    actual: Amounts,
+    now: float,
+    *,
+    estimated: bool,
+    saved_micro_usd: int = 0,
 ) -> UsageRecord:
-    """The history record of a committed model call."""
+    """The history record of a committed model call; ``saved_micro_usd`` is what routing saved (or would have)."""
+    flags = []
+    if estimated:
+        flags.append("estimated")
+    if call.routed is not None:
+        flags.append("would_route" if call.routed.shadow else "routed")
+    if call.clamped:
+        flags.append("clamped")
     return UsageRecord(
         "call",
         now,
@@ -460,7 +581,8 @@ def call_record(
         cache_write_tokens=usage.cache_write_tokens,
         reasoning_tokens=usage.reasoning_tokens,
         cost_micro_usd=actual.cost_usd,
-        flags=("estimated",) if estimated else (),
+        saved_micro_usd=saved_micro_usd,
+        flags=tuple(flags),
     )
 
 

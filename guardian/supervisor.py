@@ -48,7 +48,9 @@ from guardian.runs import (
     Decision,
     Plan,
     Reply,
+    Route,
     RunState,
+    affordable_output,
     bind,
     bucket_alert,
     bucket_for,
@@ -62,8 +64,10 @@ from guardian.runs import (
     loop_alert,
     make_plan,
     priced,
+    routed_to,
     shared_buckets,
     thresholds_passed,
+    used_share,
     would_halt_record,
 )
 from guardian.store.base import (
@@ -198,8 +202,13 @@ class Supervisor:
         model: str,
         prompt_tokens: int,
         max_output_tokens: int | None,
+        routed: Route | None = None,
+        clampable: bool = False,
     ) -> Decision:
-        """Reserve the call's prompt and output hold on every budget of the run, all or nothing."""
+        """Reserve the call's prompt and output hold on every budget of the run, all or nothing. ``routed``: a
+        routing rule sent the call here (``route``). ``clampable``: the adapter can lower the call's output cap, so
+        with ``on_low_budget: clamp`` a call whose cap does not fit is sent with the cap that does
+        (``Decision.max_output_tokens``) rather than refused, as long as ``min_output_tokens`` fit."""
         if run.halt is not None:
             return Decision(run.halt)
         now = self.clock()
@@ -210,6 +219,7 @@ class Supervisor:
         if isinstance(estimate, Decision):
             return estimate
         binding = self._bind(run, now)
+        clamp = clampable and self._settings.on_low_budget == "clamp"
         request = ReserveRequest(
             call_id=call_id,
             targets=binding.targets,
@@ -217,11 +227,29 @@ class Supervisor:
             now=now,
             ttl_s=self._settings.reservation_ttl_s,
             kill_checks=run.kill_checks,
-            want_states=binding.want_states or self._wants_states,
+            want_states=binding.want_states or self._wants_states or clamp,
         )
-        result = self._reserve(run, request, binding, op="reserve")
+        result = self._reserve(run, request, binding, op="reserve", refusal_halts=not clamp)
         if isinstance(result, Decision):
             return result
+        clamped = False
+        if result is not None and result.refusal is not None:  # only when clamping: try the cap that fits
+            cap = affordable_output(
+                binding.buckets, result.states, prompt_tokens, self._cost_with(provider, model, prompt_tokens)
+            )
+            if not self._settings.min_output_tokens <= cap < output_hold:
+                return self._refused(run, request, result, binding)
+            estimate = self._priced(run, provider, model, prompt_tokens, cap)
+            if isinstance(estimate, Decision):
+                return estimate
+            request.amount, request.targets = estimate, binding.targets
+            result = self._reserve(run, request, binding, op="reserve")  # another process may have taken the room
+            if isinstance(result, Decision):
+                return result
+            self.log.info(
+                "call_clamped", **run.fields, call_id=call_id, model=model, max_tokens_asked=output_hold, max_tokens=cap
+            )
+            output_hold, capped, clamped = cap, True, True
         call = CallState(
             call_id=call_id,
             provider=provider,
@@ -234,12 +262,15 @@ class Supervisor:
             reserved=result is not None,
             history_key=history_key,
             started_at=now,
+            routed=routed,
+            clamped=clamped,
             renewed_at=now,
         )
+        decision = Decision(max_output_tokens=output_hold) if clamped else PROCEED
         with run.lock:
             run.calls[call_id] = call
         if result is None:
-            return PROCEED
+            return decision
         with self._live_lock:
             self._live[call_id] = call
         self.renewer.ensure_running()
@@ -255,8 +286,51 @@ class Supervisor:
             output_hold_from="max_tokens" if capped else "history",
         )
         self._judge_all(run, binding, result, now)
-        self._tell("decision", run, "allow", "", now)
-        return PROCEED
+        self._tell("decision", run, "clamped" if clamped else "allow", "", now)
+        return decision
+
+    def _cost_with(self, provider: str | None, model: str, prompt_tokens: int) -> Callable[[int], int]:
+        """A call's cost as a function of its output tokens (for clamping)."""
+        return lambda output: self.pricer.cost(provider, model, TokenUsage(prompt_tokens, output)) or 0
+
+    def route(self, run: RunState, provider: str | None, model: str) -> Route | None:
+        """Where a model call should go under the run's routing rules: a cheaper model while a rule's conditions
+        hold, or None. In shadow mode the route comes back marked ``shadow``: the adapter calls the model it was
+        asked for, and the saving the route would have made is recorded (``would_route``)."""
+        rules = run.plan.routing
+        if not rules or run.halt is not None:
+            return None
+        origin = (provider or "", model)
+        candidates = tuple(r for r in rules if origin in r.route)
+        if not candidates:
+            return None
+        budgets = {r.budget for r in candidates if r.budget is not None}
+        shares = self._shares(run, budgets) if budgets else {}
+        route = routed_to(
+            candidates, origin, shares=shares, loop_suspected=run.loop_suspected, run_cost_micro_usd=run.spent.cost_usd
+        )
+        if route is None:
+            return None
+        if self._settings.mode == "shadow":
+            return dataclasses.replace(route, shadow=True)
+        self._tell("decision", run, "routed", route.rule, self.clock())
+        return route
+
+    def _shares(self, run: RunState, budgets: set[str]) -> dict[str, float]:
+        """How much of each named budget the run's buckets have used now (one store read)."""
+        binding = self._bind(run, self.clock())
+        buckets = [b for b in binding.buckets if b.budget.name in budgets]
+        try:
+            states = self.store.read([b.target.key for b in buckets], self.clock())
+        except StoreError as exc:
+            self.outage.failed(exc, "read", run.fields)
+            return {}  # no route while the store cannot say how much is left
+        shares: dict[str, float] = {}
+        for bucket, state in zip(buckets, states, strict=True):
+            share = used_share(bucket.budget.limited(), state.spent, state.reserved) if state is not None else 0.0
+            if share is not None:
+                shares[bucket.budget.name] = max(shares.get(bucket.budget.name, 0.0), share)
+        return shares
 
     def on_llm_output(self, run: RunState, call_id: str, chars: int) -> Decision:
         """A stream produced ``chars`` characters of output (text and tool-call arguments).
@@ -328,6 +402,29 @@ class Supervisor:
         if reply.observation is not None and run.loop_rule is not None:
             self.observe(run, reply.observation)
         return charged_amounts
+
+    def _routing_saving(self, run: RunState, call: CallState, usage: TokenUsage, actual: Amounts) -> int:
+        """What a routed call saved against the model it was asked for, priced on its real usage (logged)."""
+        route = call.routed
+        if route is None:
+            return 0
+        origin_cost = self.pricer.cost(route.origin[0] or None, route.origin[1], usage) or 0
+        if route.shadow:  # the call went to the model asked for: what the cheaper one would have cost
+            target_cost = self.pricer.cost(route.target[0] or None, route.target[1], usage) or 0
+            saved = max(0, actual.cost_usd - target_cost)
+        else:
+            saved = max(0, origin_cost - actual.cost_usd)
+        self.log.info(
+            "would_route" if route.shadow else "model_routed",
+            **run.fields,
+            call_id=call.call_id,
+            rule=route.rule,
+            origin=":".join(route.origin),
+            target=":".join(route.target),
+            reason=route.reason,
+            saved_micro_usd=saved,
+        )
+        return saved
 
     def _note_estimated(self, run: RunState, call: CallState) -> None:
         streamed = call.tokens_seen > 0
@@ -405,7 +502,8 @@ class Supervisor:
             self.outputs.record(call.history_key, usage.output_tokens)
         actual = charged(usage, self.pricer.cost(call.provider, call.model, usage) or 0)
         marker = self.keys.call_marker(run.identity.tenant, call.call_id)
-        record = call_record(run, call, usage, actual, now, estimated=estimated)
+        saved = self._routing_saving(run, call, usage, actual)
+        record = call_record(run, call, usage, actual, now, estimated=estimated, saved_micro_usd=saved)
         commit = CommitRequest(call.call_id, call.targets, actual, now, marker, history=self._history(record))
         # Committed even when the hold was skipped (fail_open): the store queues it until it is back.
         self._store_op("commit", self.store.commit, commit)

@@ -6,7 +6,7 @@ telemetry library. ``guardian.otel.OpenTelemetry`` implements it in OpenTelemetr
 Decisions are Guardian's own result values: ``allow`` (a model or tool call was let through), ``deny_budget``,
 ``deny_kill``, ``deny_unknown_model``, ``deny_store`` (fail_closed during an outage), ``halt_loop``,
 ``paused`` (the middleware paused a run instead of halting it) and ``would_halt`` (shadow mode: a halt that was
-only recorded).
+only recorded), ``routed`` (sent to a cheaper model) and ``clamped`` (sent with a lower output cap).
 """
 
 from __future__ import annotations
@@ -21,7 +21,16 @@ from guardian.store.base import BucketState
 __all__ = ["DECISIONS", "Decided", "Telemetry"]
 
 Decided = Literal[
-    "allow", "deny_budget", "deny_kill", "deny_unknown_model", "deny_store", "halt_loop", "paused", "would_halt"
+    "allow",
+    "deny_budget",
+    "deny_kill",
+    "deny_unknown_model",
+    "deny_store",
+    "halt_loop",
+    "paused",
+    "would_halt",
+    "routed",
+    "clamped",
 ]
 DECISIONS: tuple[str, ...] = typing.get_args(Decided)
 

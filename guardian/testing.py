@@ -101,7 +101,7 @@ class ScriptedChatModel(BaseChatModel):
             params["ls_max_tokens"] = max_tokens
         return params
 
-    def _next_reply(self, messages: Sequence[BaseMessage]) -> AIMessage:
+    def _next_reply(self, messages: Sequence[BaseMessage], max_tokens: int | None = None) -> AIMessage:
         with self._lock:
             if self._position >= len(self.replies) and not self.cycle:
                 raise IndexError(f"ScriptedChatModel ran out of replies after {len(self.replies)} calls")
@@ -111,6 +111,12 @@ class ScriptedChatModel(BaseChatModel):
         message = AIMessage(content=reply) if isinstance(reply, str) else reply.model_copy(deep=True)
         if message.usage_metadata is None:
             message.usage_metadata = usage_for(messages, message)
+        cap = max_tokens if max_tokens is not None else self.max_tokens
+        usage = message.usage_metadata
+        output = usage["output_tokens"]
+        if cap is not None and type(output) is int and output > cap:  # as a provider does: output stops at the cap
+            usage["total_tokens"] -= usage["output_tokens"] - cap
+            usage["output_tokens"] = cap
         return message
 
     def _generate(
@@ -120,7 +126,7 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=self._next_reply(messages))])
+        return ChatResult(generations=[ChatGeneration(message=self._next_reply(messages, kwargs.get("max_tokens")))])
 
     def _stream(
         self,
@@ -129,7 +135,7 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        message = self._next_reply(messages)
+        message = self._next_reply(messages, kwargs.get("max_tokens"))
         text = message.content if isinstance(message.content, str) else ""
         for token in _TOKEN.findall(text):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=token, id=message.id))

@@ -25,6 +25,7 @@ Prompt tokens are counted by the request's own model where its class has a token
 from __future__ import annotations
 
 import dataclasses
+import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
@@ -79,6 +80,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
         identity: Identity,
         exit_behavior: ExitBehavior = "error",
         outcome: OutcomeHook | None = None,
+        models: Mapping[str, Any] | None = None,
     ) -> None:
         if exit_behavior not in EXIT_BEHAVIORS:
             raise ValueError(f"exit_behavior must be one of {', '.join(EXIT_BEHAVIORS)}, got {exit_behavior!r}")
@@ -87,6 +89,9 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
         self.identity = identity
         self.exit_behavior: ExitBehavior = exit_behavior
         self.outcome = outcome
+        self._models: dict[str, Any] = dict(models or {})  # "provider:model" -> chat model, for routes
+        self._unbuildable: set[str] = set()
+        self._models_lock = threading.Lock()
         self._runs: RunTree[str] = RunTree(supervisor)  # run id, or "thread:<id>" for a resumed invocation
         self._counter = PromptCounter()  # prompt tokens with the request's own model, where it can
 
@@ -175,7 +180,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
         admitted = self._admit_model(request)
         if isinstance(admitted, AIMessage):
             return admitted
-        key, run, call_id = admitted
+        key, run, call_id, request = admitted
         try:
             response = handler(request)
         except BaseException as exc:
@@ -190,7 +195,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
         admitted = self._admit_model(request)
         if isinstance(admitted, AIMessage):
             return admitted
-        key, run, call_id = admitted
+        key, run, call_id, request = admitted
         try:
             response = await handler(request)
         except BaseException as exc:
@@ -199,15 +204,16 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
         self._settle(run, call_id, request, response)
         return response
 
-    def _admit_model(self, request: ModelRequest[Any]) -> tuple[str, RunState, str] | AIMessage:
-        """Reserve for this call: (run key, run, call id) to go on, or the message that ends the run. After an
-        interrupt is resumed, try again as a new run."""
+    def _admit_model(self, request: ModelRequest[Any]) -> tuple[str, RunState, str, ModelRequest[Any]] | AIMessage:
+        """Reserve for this call: (run key, run, call id, the request to send: routed to a cheaper model or with a
+        clamped output cap) to go on, or the message that ends the run. After an interrupt is resumed, try again
+        as a new run."""
         key, run = self._run_for(request.state, _context_of(request))
         while True:
             call_id = str(uuid.uuid4())
-            halt = self._reserve(run, call_id, request)
+            halt, sent = self._reserve(run, call_id, request)
             if halt is None:
-                return key, run, call_id
+                return key, run, call_id, sent
             stopped = self._stop(key, run, halt)
             if stopped is not None:
                 return stopped
@@ -220,7 +226,18 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
         self.supervisor.llm_call_failed(run, call_id)
         self._close(key, exc)
 
-    def _reserve(self, run: RunState, call_id: str, request: ModelRequest[Any]) -> GuardianHalt | None:
+    def _reserve(
+        self, run: RunState, call_id: str, request: ModelRequest[Any]
+    ) -> tuple[GuardianHalt | None, ModelRequest[Any]]:
+        params = _ls_params(request)
+        route = self.supervisor.route(run, params.get("ls_provider"), _model_name(request, params))
+        if route is not None and not route.shadow:
+            target = self._model_for(route.target)
+            if target is None:
+                route = None
+            else:
+                request = request.override(model=target)
+                params = _ls_params(request)
         prompt = _prompt_of(request)
         tools = [t if isinstance(t, dict) else convert_to_openai_tool(t) for t in request.tools]
         prompt_tokens = self._counter.count(request.model, prompt, tools)
@@ -228,16 +245,39 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
             prompt_tokens = count_tokens_approximately(prompt) + request_schema_tokens(
                 {"tools": tools, "response_format": request.response_format} if tools else {}
             )
-        params = _ls_params(request)
         max_tokens = params.get("ls_max_tokens")
-        return self.supervisor.before_llm_call(
+        decision = self.supervisor.before_llm_call(
             run,
             call_id,
             provider=params.get("ls_provider"),
-            model=str(params.get("ls_model_name") or getattr(request.model, "model_name", "") or "unknown"),
+            model=_model_name(request, params),
             prompt_tokens=prompt_tokens,
             max_output_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
-        ).halt
+            routed=route,
+            clampable=True,
+        )
+        if decision.max_output_tokens is not None:  # clamped: what every budget can still afford
+            request = request.override(
+                model_settings={**request.model_settings, "max_tokens": decision.max_output_tokens}
+            )
+        return decision.halt, request
+
+    def _model_for(self, target: tuple[str, str]) -> Any:
+        """The chat model a route sends calls to: the application's own instance (``models=``), else one built
+        with ``init_chat_model`` once. None (and logged once) when it cannot be built: the call is not routed."""
+        name = ":".join(target)
+        with self._models_lock:
+            found = self._models.get(name)
+            if found is not None or name in self._unbuildable:
+                return found
+            try:
+                from langchain.chat_models import init_chat_model
+
+                found = self._models[name] = init_chat_model(target[1], model_provider=target[0])
+            except Exception as exc:  # a missing provider package or credentials: keep calling the original
+                self._unbuildable.add(name)
+                _log.error("route_unavailable", target=name, error_type=type(exc).__name__, hint="pass models=")
+            return found
 
     def _settle(self, run: RunState, call_id: str, request: ModelRequest[Any], response: ModelResponse[Any]) -> None:
         message = next((m for m in reversed(response.result) if isinstance(m, AIMessage)), None)
@@ -323,6 +363,10 @@ def _thread_id(config: Mapping[str, Any] | None = None) -> str | None:
 def _context_of(request: Any) -> Any:
     runtime = getattr(request, "runtime", None)
     return getattr(runtime, "context", None)
+
+
+def _model_name(request: ModelRequest[Any], params: Mapping[str, Any]) -> str:
+    return str(params.get("ls_model_name") or getattr(request.model, "model_name", "") or "unknown")
 
 
 def _prompt_of(request: ModelRequest[Any]) -> list[BaseMessage]:

@@ -57,5 +57,5 @@ def test_the_html_report_draws_its_charts_in_a_browser(tmp_path: Path) -> None:
     assert all('class="main-svg"' in section for section in sections)
     assert bars[0] == 6  # three days, two agents each
     assert bars[1] == 1  # one agent with a successful run
-    assert bars[2] == 4  # saved and wasted, for two agents
+    assert bars[2] == 6  # saved by caches and by routing, and wasted, for two agents
     assert "LoopDetected: cycle" in dom
