@@ -397,7 +397,7 @@ def usage_from_result(response: LLMResult) -> TokenUsage | None:
             totals[0] += reported_count(usage.get("input_tokens"))
             totals[1] += reported_count(usage.get("output_tokens"))
             totals[2] += reported_count(input_details.get("cache_read"))
-            totals[3] += reported_count(input_details.get("cache_creation"))
+            totals[3] += _cache_writes(input_details)
             totals[4] += reported_count(output_details.get("reasoning"))
     if not found:
         legacy = (response.llm_output or {}).get("token_usage") or {}
@@ -406,6 +406,16 @@ def usage_from_result(response: LLMResult) -> TokenUsage | None:
         totals[0] = reported_count(legacy.get("prompt_tokens"))
         totals[1] = reported_count(legacy.get("completion_tokens"))
     return TokenUsage(*totals)
+
+
+def _cache_writes(details: dict[str, Any]) -> int:
+    """Tokens written to the provider's prompt cache. langchain-anthropic reports them as ``cache_creation``, or,
+    when Anthropic breaks them down by lifetime, as ``ephemeral_5m_input_tokens`` and ``ephemeral_1h_input_tokens``
+    with ``cache_creation`` set to 0 (so that they are not counted twice)."""
+    by_lifetime = reported_count(details.get("ephemeral_5m_input_tokens")) + reported_count(
+        details.get("ephemeral_1h_input_tokens")
+    )
+    return reported_count(details.get("cache_creation")) or by_lifetime
 
 
 def _tags(value: Any) -> frozenset[str]:
