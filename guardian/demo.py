@@ -33,6 +33,7 @@ from guardian.testing import ScriptedChatModel, react_graph
 __all__ = ["demo_policy", "run_demo"]
 
 MODEL = "gpt-4o"
+ROUTED_MODEL = "gpt-4o-mini"
 TOPICS = ["solid-state batteries", "sodium-ion cells", "lithium supply", "grid storage", "battery recycling"]
 
 
@@ -50,6 +51,17 @@ def _next_query(messages: Sequence[BaseMessage]) -> AIMessage:
         content=f"I should dig deeper into {topic}.",
         tool_calls=[{"name": "web_search", "args": {"query": f"{topic} part {searches + 1}"}, "id": f"c{searches}"}],
     )
+
+
+TASK_SEARCHES = 30  # act 3: the research task is done after this many searches
+
+
+def _task_query(messages: Sequence[BaseMessage]) -> AIMessage:
+    """The same research, but a task that ends: after TASK_SEARCHES searches the agent writes its report."""
+    searches = sum(1 for m in messages if isinstance(m, ToolMessage))
+    if searches >= TASK_SEARCHES:
+        return AIMessage(content="Report written: the five battery technologies compared.")
+    return _next_query(messages)
 
 
 def demo_policy() -> Policy:
@@ -163,11 +175,53 @@ def run_demo(*, store_url: str | None = None, max_steps: int = 60, console: Cons
         console.print("[bold]2. A stuck agent[/bold]: the same search with the same answer, over and over.\n")
         stuck = ScriptedChatModel(replies=[_stuck_query], cycle=True, model=MODEL, provider="openai", max_tokens=300)
         stopped = _act(guard, console, stuck, "analyst", max_steps) and stopped
-        console.print("[bold]3. Where the money went[/bold], from the spend history:\n")
+        console.print(
+            f"[bold]3. Spend less[/bold]: the same research as a task of {TASK_SEARCHES} searches, with the LangChain "
+            "v1 middleware and the routing rule save-when-tight (gpt-4o -> gpt-4o-mini once run-cap is half used).\n"
+        )
+        finished = _routed_act(guard, console) and stopped
+        console.print("[bold]4. Where the money went[/bold], from the spend history:\n")
         console.print(as_table(guard.report(since=started - 1.0, top=2)), markup=False)
         hint = "guardian report --store URL" if guard.store.shared else "guard.report() (the embedded store)"
         console.print(f"  the same for a fleet, over any period, as csv, json or an html page: {hint}\n")
     finally:
         guard.alerts.flush(5.0)
         guard.close()
-    return 0 if stopped else 1
+    return 0 if stopped and finished else 1
+
+
+def _routed_act(guard: Guardian, console: Console) -> bool:
+    """Runs the task with routing; True when it finished within the run's cap (or when the act cannot run)."""
+    try:
+        from langchain.agents import create_agent
+    except ImportError:
+        console.print("  (this act needs LangChain v1's agents: pip install 'guardian-supervisor[langchain]')\n")
+        return True
+
+    big = ScriptedChatModel(replies=[_task_query], cycle=True, model=MODEL, provider="openai", max_tokens=300)
+    small = ScriptedChatModel(replies=[_task_query], cycle=True, model=ROUTED_MODEL, provider="openai", max_tokens=300)
+    middleware = guard.middleware(
+        agent="researcher", user="alice", tenant="acme", models={f"openai:{ROUTED_MODEL}": small}
+    )
+    agent = create_agent(big, [web_search], middleware=[middleware])
+    started = guard.clock()
+    try:
+        result = agent.invoke({"messages": [HumanMessage("Write a report on battery technology.")]})
+    except GuardianHalt as halt:
+        console.print(f"[red]stopped[/red] by Guardian even with routing: {type(halt).__name__}: {halt}\n")
+        return False
+    calls = [r for r in guard.history(since=started) if r.kind == "call"]
+    spent = sum(r.cost_micro_usd for r in calls)
+    saved = sum(r.saved_micro_usd for r in calls if "routed" in r.flags)
+    on_big = [r for r in calls if r.model == MODEL]
+    big_cost = usd(sum(r.cost_micro_usd for r in on_big))
+    console.print(f"[bold green]finished[/bold green]: {result['messages'][-1].content}")
+    console.print(
+        f"  {len(calls)} calls for {usd(spent)}: {len(on_big)} on {MODEL} ({big_cost}), {len(calls) - len(on_big)} "
+        f"routed to {ROUTED_MODEL}, saving {usd(saved)} against {MODEL} prices"
+    )
+    console.print(
+        f"  without routing (act 1) the same research was stopped at the cap after 12 calls, unfinished; on {MODEL} "
+        f"alone this task would have cost {usd(spent + saved)}, past the run's $0.25 cap\n"
+    )
+    return True

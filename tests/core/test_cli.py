@@ -136,6 +136,10 @@ def test_demo_stops_the_runaway_agent_and_alerts() -> None:
     assert "stopped by Guardian: LoopDetected" in result.output
     assert "ALERT loop: agent analyst" in result.output
     assert "the refused call was never sent" in result.output
+    # Act 3: the same research as a finite task, routed to the cheaper model, finishes under the run's cap.
+    assert "finished: Report written" in result.output
+    assert "routed to gpt-4o-mini, saving $" in result.output
+    assert "routed  routing saved" in result.output  # act 4's report counts what routing saved
 
 
 def test_demo_with_too_few_steps_says_so_without_a_traceback() -> None:
@@ -177,7 +181,9 @@ def test_demo_delivers_its_alerts_to_slack(monkeypatch: pytest.MonkeyPatch) -> N
     assert result.exit_code == 0, result.output
     headers = [p["blocks"][0]["text"]["text"] for p in _SlackCapture.payloads]
     assert any("Budget exceeded: run-cap" in h for h in headers), headers
-    assert sum("run-cap" in h for h in headers) == 3  # 50%, 80%, exceeded: once each
+    # Act 1: 50%, 80% and exceeded, once each; act 3's routed run passes 50% and 80% of its own cap, and finishes.
+    assert sum("run-cap" in h for h in headers) == 5
+    assert sum("Budget exceeded: run-cap" in h for h in headers) == 1
 
 
 def test_alert_test_sends_one_message_to_the_configured_webhook(tmp_path: Path) -> None:
