@@ -34,6 +34,10 @@ _WIRE = {
     "reasoning_tokens": "rs",
     "cost_micro_usd": "c",
     "saved_micro_usd": "s",
+    "cache_read_saved_micro_usd": "crs",
+    "cache_write_premium_micro_usd": "cwp",
+    "prefix": "px",
+    "cacheable_micro_usd": "cb",
     "flags": "f",
     "reason": "why",
     "detail": "d",
@@ -70,6 +74,10 @@ class UsageRecord:
     reasoning_tokens: int = 0
     cost_micro_usd: int = 0
     saved_micro_usd: int = 0
+    cache_read_saved_micro_usd: int = 0  # what prompt-cache reads saved against the input price
+    cache_write_premium_micro_usd: int = 0  # what prompt-cache writes cost above the input price
+    prefix: str = ""  # a digest of the call's stable prompt prefix (system prompt and tools), never the text
+    cacheable_micro_usd: int = 0  # what reading that prefix from the provider's cache would have saved
     flags: tuple[str, ...] = ()
     reason: str = ""
     detail: str = ""

@@ -47,6 +47,9 @@ class GroupRow:
     estimated_calls: int = 0  # charged on an estimate: the provider reported no usage
     cache_hits: int = 0
     cache_saved_micro_usd: int = 0
+    prompt_cache_saved_micro_usd: int = 0  # provider prompt-cache reads, against the input price
+    prompt_cache_premium_micro_usd: int = 0  # provider prompt-cache writes, above the input price
+    cacheable_micro_usd: int = 0  # repeated long prefixes sent without cache reads: what caching would have saved
     routed_calls: int = 0  # sent to a cheaper model by a routing rule
     routing_saved_micro_usd: int = 0  # what those calls saved against the model asked for, on their real usage
     would_route_micro_usd: int = 0  # shadow mode: what routing would have saved
@@ -156,6 +159,9 @@ _SUMMED = (
     "estimated_calls",
     "cache_hits",
     "cache_saved_micro_usd",
+    "prompt_cache_saved_micro_usd",
+    "prompt_cache_premium_micro_usd",
+    "cacheable_micro_usd",
     "routed_calls",
     "routing_saved_micro_usd",
     "would_route_micro_usd",
@@ -176,6 +182,7 @@ def build_report(
     runs: dict[str, _Run] = {}
     outcomes: dict[str, tuple[bool, int]] = {}
     daily: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    prefixes_seen: set[tuple[str, str]] = set()
 
     for r in records:
         if r.kind == "outcome":
@@ -211,6 +218,13 @@ def build_report(
         row.cache_write_tokens += r.cache_write_tokens
         row.reasoning_tokens += r.reasoning_tokens
         row.estimated_calls += "estimated" in r.flags
+        row.prompt_cache_saved_micro_usd += r.cache_read_saved_micro_usd
+        row.prompt_cache_premium_micro_usd += r.cache_write_premium_micro_usd
+        if r.prefix and r.cacheable_micro_usd:
+            # The first call with a prefix has to write the cache anyway; the repeats are what caching saves.
+            if (r.model, r.prefix) in prefixes_seen:
+                row.cacheable_micro_usd += r.cacheable_micro_usd
+            prefixes_seen.add((r.model, r.prefix))
         row.clamped_calls += "clamped" in r.flags
         if "routed" in r.flags:
             row.routed_calls += 1
@@ -285,6 +299,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("cache write", "cache_write_tokens"),
     ("cache hits", "cache_hits"),
     ("cache saved", "cache_saved_micro_usd"),
+    ("prompt cache saved", "prompt_cache_saved_micro_usd"),
+    ("cache write premium", "prompt_cache_premium_micro_usd"),
+    ("cacheable", "cacheable_micro_usd"),
     ("routed", "routed_calls"),
     ("routing saved", "routing_saved_micro_usd"),
     ("clamped", "clamped_calls"),

@@ -45,6 +45,7 @@ __all__ = [
     "bind",
     "bucket_alert",
     "bucket_for",
+    "cache_figures",
     "cache_hit_record",
     "call_record",
     "charged",
@@ -187,6 +188,7 @@ class CallState:
     history_key: tuple[str, str | None, str]  # (agent, provider, model): whose outputs teach the next hold
     started_at: float = 0.0  # when it was reserved
     routed: Route | None = None  # the routing rule that sent the call here (or would have, in shadow mode)
+    prefix: tuple[str, int] | None = None  # (digest, tokens) of its stable prompt prefix, for cacheable spend
     clamped: bool = False  # its output cap was lowered to what the budgets could still afford
     renewed_at: float = 0.0
     chars_seen: int = 0  # streamed output, in characters: converted to tokens once, not per chunk
@@ -472,6 +474,31 @@ def _most_output_within(room_micro_usd: int, cost_of: Callable[[int], int]) -> i
     return low
 
 
+CACHEABLE_MIN_TOKENS = 1024  # providers cache a prompt prefix from about this long (OpenAI, Anthropic)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheFigures:
+    read_saved_micro_usd: int = 0
+    write_premium_micro_usd: int = 0
+    cacheable_micro_usd: int = 0
+
+
+def cache_figures(cost_of: Callable[[TokenUsage], int], usage: TokenUsage, prefix_tokens: int) -> CacheFigures:
+    """Prompt caching's economics for one call, at its model's prices (``cost_of``): what its cache reads saved
+    and its cache writes cost above the plain input price, and, for a call that read nothing from the cache, what
+    reading its stable prefix would have saved (when the prefix is long enough to be cached)."""
+    actual = cost_of(usage)
+    i, o, cr, cw = usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens
+    read_saved = max(0, cost_of(TokenUsage(i, o, 0, cw)) - actual) if cr else 0
+    write_premium = max(0, actual - cost_of(TokenUsage(i, o, cr, 0))) if cw else 0
+    cacheable = 0
+    if not cr and prefix_tokens >= CACHEABLE_MIN_TOKENS:
+        plain = cost_of(TokenUsage(prefix_tokens, 0))
+        cacheable = max(0, plain - cost_of(TokenUsage(prefix_tokens, 0, prefix_tokens, 0)))
+    return CacheFigures(read_saved, write_premium, cacheable)
+
+
 # -- judging ------------------------------------------------------------------------------------------------------
 
 
@@ -558,6 +585,7 @@ def call_record(
     *,
     estimated: bool,
     saved_micro_usd: int = 0,
+    cache: CacheFigures | None = None,
 ) -> UsageRecord:
     """The history record of a committed model call; ``saved_micro_usd`` is what routing saved (or would have)."""
     flags = []
@@ -582,6 +610,10 @@ def call_record(
         reasoning_tokens=usage.reasoning_tokens,
         cost_micro_usd=actual.cost_usd,
         saved_micro_usd=saved_micro_usd,
+        cache_read_saved_micro_usd=cache.read_saved_micro_usd if cache else 0,
+        cache_write_premium_micro_usd=cache.write_premium_micro_usd if cache else 0,
+        prefix=call.prefix[0] if call.prefix else "",
+        cacheable_micro_usd=cache.cacheable_micro_usd if cache else 0,
         flags=tuple(flags),
     )
 

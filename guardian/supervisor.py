@@ -54,6 +54,7 @@ from guardian.runs import (
     bind,
     bucket_alert,
     bucket_for,
+    cache_figures,
     cache_hit_record,
     call_record,
     charged,
@@ -204,6 +205,7 @@ class Supervisor:
         max_output_tokens: int | None,
         routed: Route | None = None,
         clampable: bool = False,
+        prefix: tuple[str, int] | None = None,
     ) -> Decision:
         """Reserve the call's prompt and output hold on every budget of the run, all or nothing. ``routed``: a
         routing rule sent the call here (``route``). ``clampable``: the adapter can lower the call's output cap, so
@@ -263,6 +265,7 @@ class Supervisor:
             history_key=history_key,
             started_at=now,
             routed=routed,
+            prefix=prefix,
             clamped=clamped,
             renewed_at=now,
         )
@@ -503,7 +506,10 @@ class Supervisor:
         actual = charged(usage, self.pricer.cost(call.provider, call.model, usage) or 0)
         marker = self.keys.call_marker(run.identity.tenant, call.call_id)
         saved = self._routing_saving(run, call, usage, actual)
-        record = call_record(run, call, usage, actual, now, estimated=estimated, saved_micro_usd=saved)
+        cache = cache_figures(
+            lambda u: self.pricer.cost(call.provider, call.model, u) or 0, usage, call.prefix[1] if call.prefix else 0
+        )
+        record = call_record(run, call, usage, actual, now, estimated=estimated, saved_micro_usd=saved, cache=cache)
         commit = CommitRequest(call.call_id, call.targets, actual, now, marker, history=self._history(record))
         # Committed even when the hold was skipped (fail_open): the store queues it until it is back.
         self._store_op("commit", self.store.commit, commit)

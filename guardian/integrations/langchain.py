@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import os
@@ -41,6 +42,7 @@ __all__ = [
     "GuardianCallbackHandler",
     "chunk_chars",
     "output_tokens_of",
+    "prompt_prefix",
     "reply_of",
     "request_schema_tokens",
     "usage_from_result",
@@ -206,7 +208,8 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         params = kwargs.get("invocation_params") or {}
         prompt_tokens = sum(count_tokens_approximately(batch) for batch in messages)
         prompt_tokens += request_schema_tokens(params) * len(messages)
-        self._start_call(run_id, parent_run_id, metadata, params, serialized, prompt_tokens)
+        prefix = prompt_prefix(messages[0] if messages else [], params.get("tools") or ())
+        self._start_call(run_id, parent_run_id, metadata, params, serialized, prompt_tokens, prefix)
         run = self._state(run_id)
         if run is not None and run.loop_rule is not None:
             self._steps.on_chat_model_start(run_id, messages, metadata)
@@ -234,6 +237,7 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         invocation_params: dict[str, Any] | None,
         serialized: dict[str, Any] | None,
         prompt_tokens: int,
+        prefix: tuple[str, int] | None = None,
     ) -> None:
         run = self._enter(run_id, parent_run_id, metadata)
         meta = metadata or {}
@@ -248,6 +252,7 @@ class GuardianCallbackHandler(BaseCallbackHandler):
             model=str(model),
             prompt_tokens=prompt_tokens,
             max_output_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
+            prefix=prefix,
         )
         self._act(decision, run_id)
 
@@ -349,6 +354,27 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         # No end event follows a raise from a start callback: forget the run here.
         self._exit(run_id, decision.halt)
         raise decision.halt
+
+
+def prompt_prefix(messages: Sequence[BaseMessage], tools: Sequence[Any]) -> tuple[str, int] | None:
+    """The stable head of a prompt, which providers can cache: its leading system messages and the bound tools'
+    schemas. (digest, tokens), the digest naming it without its text; None when there is no such head."""
+    system = []
+    for message in messages:
+        if message.type != "system":
+            break
+        system.append(message)
+    schemas = [t for t in tools if isinstance(t, dict)]
+    if not system and not schemas:
+        return None
+    tokens = count_tokens_approximately(system) + request_schema_tokens({"tools": schemas})
+    digest = hashlib.blake2b(digest_size=6)
+    for message in system:
+        digest.update(str(message.content).encode())
+    for schema in schemas:
+        digest.update(str((schema.get("function") or schema).get("name", "")).encode())
+    digest.update(str(tokens).encode())
+    return digest.hexdigest(), tokens
 
 
 def reply_of(response: LLMResult, *, observe: bool = False) -> Reply:

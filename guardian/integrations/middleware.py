@@ -45,7 +45,7 @@ from langgraph.types import Command, interrupt
 from guardian.amounts import micro_usd
 from guardian.errors import GuardianHalt
 from guardian.identity import Identity
-from guardian.integrations.langchain import reply_of, request_schema_tokens
+from guardian.integrations.langchain import prompt_prefix, reply_of, request_schema_tokens
 from guardian.integrations.observe import tool_observation
 from guardian.integrations.prompt_tokens import PromptCounter
 from guardian.logs import get_logger
@@ -255,6 +255,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
             max_output_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
             routed=route,
             clampable=True,
+            prefix=prompt_prefix([request.system_message] if request.system_message is not None else [], tools),
         )
         if decision.max_output_tokens is not None:  # clamped: what every budget can still afford
             request = request.override(
