@@ -136,6 +136,13 @@ class Guardian:
         identity = Identity.of(agent, user, tenant, tags)
         return GuardianMiddleware(self.supervisor, identity, exit_behavior, outcome, models)  # type: ignore[arg-type]
 
+    def router(self, model: Any, models: Mapping[str, Any]) -> Any:
+        """Routing rules for a plain LangGraph app that uses the callback: a runnable that stands where ``model``
+        stands and sends each call to ``models["provider:model"]`` while a rule holds (see the README)."""
+        from guardian.integrations.router import make_router
+
+        return make_router(model, models)
+
     def openai_hooks(
         self,
         agent: str | None = None,

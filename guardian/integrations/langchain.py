@@ -34,7 +34,7 @@ from guardian.integrations.observe import ObservationTracker, model_observation,
 from guardian.logs import get_logger
 from guardian.loops import Observation
 from guardian.pricing import TokenUsage
-from guardian.runs import CHARS_PER_TOKEN, Decision, Reply, RunState
+from guardian.runs import CHARS_PER_TOKEN, Decision, Reply, Route, RunState
 from guardian.runtree import RunTree
 from guardian.supervisor import Supervisor
 
@@ -114,6 +114,8 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         self.identity = identity
         self._tree: RunTree[UUID] = RunTree(supervisor)
         self._warned_below_top = False  # callback_not_at_root is logged once per handler
+        self._routes: dict[str, Route] = {}  # run id -> the route a router chose for the run's next model call
+        self._routes_lock = threading.Lock()
         self._steps = ObservationTracker()  # tool calls and replies (with their prompts), for loop detection
 
     # -- run tree ------------------------------------------------------------------------------------
@@ -161,6 +163,18 @@ class GuardianCallbackHandler(BaseCallbackHandler):
             else:
                 names[field] = str(value)
         return Identity.of(**names, tags=self.identity.tags | _tags(metadata.get("guardian_tags")))
+
+    def route_for(self, node: UUID | None, provider: str | None, model: str) -> Route | None:
+        """For ``guard.router``: where the next model call made under LangChain run ``node`` should go. The route
+        is remembered for that call, so its reservation and its record name the rule and the saving."""
+        run = self._tree.run_of(node) if node is not None else None
+        if run is None:
+            return None
+        route = self.supervisor.route(run, provider, model)
+        if route is not None:
+            with self._routes_lock:
+                self._routes[run.run_id] = route
+        return route
 
     @property
     def active_runs(self) -> int:
@@ -245,6 +259,8 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         model = meta.get("ls_model_name") or params.get("model") or params.get("model_name") or _name(serialized)
         provider = meta.get("ls_provider")
         max_tokens = meta.get("ls_max_tokens") or params.get("max_tokens") or params.get("max_completion_tokens")
+        with self._routes_lock:
+            routed = self._routes.pop(run.run_id, None)
         decision = self.supervisor.before_llm_call(
             run,
             str(run_id),
@@ -253,6 +269,7 @@ class GuardianCallbackHandler(BaseCallbackHandler):
             prompt_tokens=prompt_tokens,
             max_output_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
             prefix=prefix,
+            routed=routed,
         )
         self._act(decision, run_id)
 

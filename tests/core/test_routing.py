@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
+from langgraph.graph import END, START, MessagesState, StateGraph
 from structlog.testing import capture_logs
 
 from guardian import BudgetExceeded, LoopDetected, Policy, PolicyError
@@ -225,3 +227,44 @@ def test_clamping_a_cost_limit_never_overspends(make_guardian: GuardianFactory) 
     assert finished["spent_cost_micro_usd"] == 2000  # three calls of $0.0006, then one of what $0.0002 buys
     (clamped,) = events(logs, "call_clamped")
     assert clamped["max_tokens"] == 333  # 333 tokens at $0.60/M cost 199.8 micro-dollars, 334 would cost 200.4
+
+
+# -- the router, for apps on the callback ---------------------------------------------------------------------
+
+
+def test_the_router_routes_calls_of_a_plain_langgraph_app_on_the_callback(make_guardian: GuardianFactory) -> None:
+    """No middleware: a graph node calls guard.router(...) where it would call the model; past the run's cost
+    condition, calls go to the cheaper model, reserved and recorded as routed."""
+    policy = {"routing": [{"name": "long-runs", "when": {"run_cost_at_least": 0.01}, "route": ROUTE}]}
+    guard = make_guardian(policy)
+    big, small = models([step(i) for i in range(3)] + ["done"])
+    router = guard.router(big, {"openai:gpt-4o-mini": small})
+
+    def agent(state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
+        return {"messages": [router.invoke(state["messages"], config)]}
+
+    def tools(state: MessagesState) -> dict[str, Any]:
+        last: Any = state["messages"][-1]
+        return {"messages": [lookup.invoke(last.tool_calls[0])]}
+
+    def next_step(state: MessagesState) -> str:
+        last: Any = state["messages"][-1]
+        return "tools" if last.tool_calls else END
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", agent)
+    graph.add_node("tools", tools)
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", next_step)
+    graph.add_edge("tools", "agent")
+    with capture_logs() as logs:
+        result = graph.compile().invoke(
+            {"messages": [HumanMessage("go")]}, config={"callbacks": [guard.callback("plain")]}
+        )
+    assert result["messages"][-1].content == "done"
+    assert (big.calls, small.calls) == (2, 2)
+    routed = events(logs, "model_routed")
+    assert len(routed) == 2
+    assert all(e["saved_micro_usd"] > 0 for e in routed)
+    assert [e["model"] for e in events(logs, "call_reserved")] == ["gpt-4o", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini"]
+    assert guard.report(since=T0 - 1).total.routed_calls == 2
