@@ -37,6 +37,7 @@ _WIRE = {
     "cache_read_saved_micro_usd": "crs",
     "cache_write_premium_micro_usd": "cwp",
     "prefix": "px",
+    "rule": "ru",
     "cacheable_micro_usd": "cb",
     "flags": "f",
     "reason": "why",
@@ -78,6 +79,7 @@ class UsageRecord:
     cache_write_premium_micro_usd: int = 0  # what prompt-cache writes cost above the input price
     prefix: str = ""  # a digest of the call's stable prompt prefix (system prompt and tools), never the text
     cacheable_micro_usd: int = 0  # what reading that prefix from the provider's cache would have saved
+    rule: str = ""  # the routing rule that sent the call to its model (or would have, in shadow mode)
     flags: tuple[str, ...] = ()
     reason: str = ""
     detail: str = ""

@@ -103,6 +103,7 @@ class Report:
     halts: dict[str, int]  # reason (type: budget or signal) -> runs halted
     top_runs: list[RunRow]
     would_halts: dict[str, int] = field(default_factory=dict)  # shadow mode: reason -> runs it would have halted
+    routing: dict[str, tuple[int, int]] = field(default_factory=dict)  # rule -> (calls routed, micro-dollars saved)
     daily: dict[str, dict[str, int]] = field(default_factory=dict)  # UTC day -> agent -> micro-dollars
 
     def as_dict(self) -> dict[str, object]:
@@ -115,6 +116,7 @@ class Report:
             "halts": self.halts,
             "top_runs": [asdict(r) for r in self.top_runs],
             "would_halts": self.would_halts,
+            "routing": {rule: {"calls": n, "saved_micro_usd": saved} for rule, (n, saved) in self.routing.items()},
             "daily_cost_micro_usd": self.daily,
         }
 
@@ -183,6 +185,7 @@ def build_report(
     outcomes: dict[str, tuple[bool, int]] = {}
     daily: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     prefixes_seen: set[tuple[str, str]] = set()
+    routing: dict[str, tuple[int, int]] = {}
 
     for r in records:
         if r.kind == "outcome":
@@ -229,6 +232,8 @@ def build_report(
         if "routed" in r.flags:
             row.routed_calls += 1
             row.routing_saved_micro_usd += r.saved_micro_usd
+            calls_by_rule, saved_by_rule = routing.get(r.rule, (0, 0))
+            routing[r.rule] = (calls_by_rule + 1, saved_by_rule + r.saved_micro_usd)
         elif "would_route" in r.flags:
             row.would_route_micro_usd += r.saved_micro_usd
         run.row.cost_micro_usd += r.cost_micro_usd
@@ -284,6 +289,7 @@ def build_report(
         dict(sorted(halts.items())),
         top_runs,
         would_halts=dict(sorted(would_halts.items())),
+        routing=dict(sorted(routing.items())),
         daily={day: dict(sorted(agents.items())) for day, agents in sorted(daily.items())},
     )
 
@@ -361,6 +367,9 @@ def as_table(report: Report) -> str:
     out += ["  ".join("-" * w for w in widths), fmt(lines[-1])]
     if report.halts:
         out += ["", "Halts by reason:"] + [f"  {n:>5}  {reason}" for reason, n in report.halts.items()]
+    if report.routing:
+        out += ["", "Routed to cheaper models, by rule:"]
+        out += [f"  {n:>5} calls  {usd(saved):>12} saved  {rule}" for rule, (n, saved) in report.routing.items()]
     if report.would_halts:
         out += ["", "Would have halted (shadow mode; the runs went on):"]
         out += [f"  {n:>5}  {reason}" for reason, n in report.would_halts.items()]

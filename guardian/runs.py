@@ -613,6 +613,7 @@ def call_record(
         cache_read_saved_micro_usd=cache.read_saved_micro_usd if cache else 0,
         cache_write_premium_micro_usd=cache.write_premium_micro_usd if cache else 0,
         prefix=call.prefix[0] if call.prefix else "",
+        rule=call.routed.rule if call.routed else "",
         cacheable_micro_usd=cache.cacheable_micro_usd if cache else 0,
         flags=tuple(flags),
     )

@@ -80,6 +80,7 @@ def test_a_budget_under_pressure_routes_to_the_cheaper_model(make_guardian: Guar
     report = guard.report(since=T0 - 1)
     assert report.total.routed_calls == small.calls
     assert report.total.routing_saved_micro_usd == sum(e["saved_micro_usd"] for e in routed)
+    assert report.routing == {"tight": (small.calls, report.total.routing_saved_micro_usd)}
 
 
 def test_a_suspected_loop_routes_before_loop_detection_halts(make_guardian: GuardianFactory) -> None:
