@@ -38,11 +38,14 @@ class HoldRenewer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._pid = os.getpid()
+        _renewers.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's thread did not come along, and its lock may be held."""
+        self._thread, self._lock = None, threading.Lock()
 
     def ensure_running(self) -> None:
-        if self._pid != os.getpid():  # a forked child: the parent's thread did not come along
-            self._pid, self._thread, self._lock = os.getpid(), None, threading.Lock()
+        # Called on every reservation: the fork check is done once per fork (below), not with a getpid() here.
         if self._thread is not None or self._stop.is_set():
             return
         with self._lock:
@@ -79,3 +82,14 @@ def _loop(
             return
         target.renew_holds()
         del target  # hold no strong reference while waiting
+
+
+_renewers: weakref.WeakSet[HoldRenewer] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for renewer in list(_renewers):
+        renewer._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

@@ -356,6 +356,33 @@ def test_a_long_call_keeps_its_hold_while_it_runs(make_guardian: GuardianFactory
     assert (row.spent.total_tokens, row.reserved.total_tokens, row.spent.llm_calls) == (10, 0, 1)
 
 
+def _renewer_in_child(renewer: HoldRenewer) -> None:
+    """Runs in a forked child: the parent's renewer thread did not come along; a reservation starts a new one."""
+    renewer.ensure_running()
+    if not renewer.running:
+        raise SystemExit(4)
+
+
+def test_a_forked_child_starts_its_own_renewer() -> None:
+    import multiprocessing
+
+    class Owner:
+        def renew_holds(self) -> int:
+            return 0
+
+    owner = Owner()
+    stop = threading.Event()
+    renewer = HoldRenewer(owner, 3600.0, wait=lambda event, seconds: stop.wait(seconds) or True)
+    renewer.ensure_running()
+    assert renewer.running
+    child = multiprocessing.get_context("fork").Process(target=_renewer_in_child, args=(renewer,))
+    child.start()
+    child.join(30)
+    stop.set()
+    renewer.stop()
+    assert child.exitcode == 0
+
+
 def test_the_renewer_thread_renews_and_stops_with_its_owner() -> None:
     """The background renewer calls renew_holds once per interval, and exits once its owner is gone."""
     rounds = threading.Semaphore(0)
