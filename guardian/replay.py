@@ -2,8 +2,9 @@
 
 Each recorded model call is offered, in time order, to a supervisor running the new policy on a fresh in-process
 ledger, with the clock set to the call's time: its recorded prompt as the prompt, its recorded output as its
-``max_tokens`` (so the hold is exact), then its recorded usage committed. A call the new policy refuses stops its
-run there: that call and every later one of the run count as stopped, and what they cost (as recorded) as saved.
+``max_tokens`` (a hold priced without cache discounts), then its recorded usage committed. A call the new policy
+refuses stops its run there: that call and every later one of the run count as stopped, and what they cost (as
+recorded) as saved.
 Calls are priced again with the new policy's prices, so price overrides can be tried too.
 
 What history cannot show is not judged: loop rules (no text is recorded), tool-call limits (tool calls are not in

@@ -177,7 +177,8 @@ _SUMMED = (
 def build_report(
     records: Iterable[UsageRecord], *, since: float, until: float, by: str = "agent", top: int = 10
 ) -> Report:
-    """Aggregate ``records`` (any order) into a report grouped ``by`` one of ``GROUPINGS``."""
+    """Aggregate ``records`` (oldest first, as histories return them: what a run spent after its would-be halt,
+    and which outcome came last, depend on the order) into a report grouped ``by`` one of ``GROUPINGS``."""
     if by not in GROUPINGS:
         raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}")
     groups: dict[str, GroupRow] = {}
@@ -418,15 +419,25 @@ _SINCE = re.compile(r"^(\d+)([mhdw])$")
 _UNIT_S = {"m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 
 
+_LATEST = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
+
+
 def parse_since(text: str, now: float) -> float:
-    """``7d``, ``24h``, ``30m``, ``2w`` before ``now``, or an ISO date/time (UTC unless it names a zone)."""
+    """``7d``, ``24h``, ``30m``, ``2w`` before ``now``, or an ISO date/time (UTC unless it names a zone); between
+    1970 and the year 9999."""
     match = _SINCE.match(text.strip())
     if match:
-        return now - int(match.group(1)) * _UNIT_S[match.group(2)]
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is neither a duration (7d, 24h, 30m, 2w) nor an ISO date (2026-11-01)") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+        when = now - int(match.group(1)) * _UNIT_S[match.group(2)]
+    else:
+        try:
+            parsed = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is neither a duration (7d, 24h, 30m, 2w) nor an ISO date (2026-11-01)"
+            ) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        when = parsed.timestamp()
+    if not 0 <= when <= _LATEST:
+        raise ValueError(f"{text!r} is outside the years 1970 to 9999")
+    return when

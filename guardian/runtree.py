@@ -75,14 +75,6 @@ class RunTree(Generic[K]):
         if run is not None:
             self.supervisor.end_run(run, error=error)
 
-    def end(self, node: K, error: BaseException | None = None) -> None:
-        """End the whole run ``node`` belongs to now (a halt or a pause leaves the invocation)."""
-        with self._lock:
-            root = self._root_of.get(node)
-            run = None if root is None else self._drop(root)
-        if run is not None:
-            self.supervisor.end_run(run, error=error)
-
     @property
     def live_nodes(self) -> int:
         """Nodes whose end has not arrived yet, in every live run (a leak shows here)."""

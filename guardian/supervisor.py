@@ -230,28 +230,37 @@ class Supervisor:
             ttl_s=self._settings.reservation_ttl_s,
             kill_checks=run.kill_checks,
             want_states=binding.want_states or self._wants_states or clamp,
+            probe=clamp,  # a clamped retry may follow: the first refusal is not counted as one
         )
         result = self._reserve(run, request, binding, op="reserve", refusal_halts=not clamp)
         if isinstance(result, Decision):
             return result
         clamped = False
-        if result is not None and result.refusal is not None:  # only when clamping: try the cap that fits
-            cap = affordable_output(
-                binding.buckets, result.states, prompt_tokens, self._cost_with(provider, model, prompt_tokens)
-            )
-            if not self._settings.min_output_tokens <= cap < output_hold:
-                return self._refused(run, request, result, binding)
-            estimate = self._priced(run, provider, model, prompt_tokens, cap)
-            if isinstance(estimate, Decision):
-                return estimate
-            request.amount, request.targets = estimate, binding.targets
-            result = self._reserve(run, request, binding, op="reserve")  # another process may have taken the room
+        if result is not None and result.refusal is not None:  # clamping, and the full cap did not fit (uncounted)
+            cost_of = self._cost_with(provider, model, prompt_tokens)
+            cap = affordable_output(binding.buckets, result.states, prompt_tokens, cost_of)
+            clamped = self._settings.min_output_tokens <= cap < output_hold
+            if clamped:
+                estimate = self._priced(run, provider, model, prompt_tokens, cap)
+                if isinstance(estimate, Decision):
+                    return estimate
+                request.amount = estimate
+            # The clamped call, or the full one again, counted and halting as any: another process may have taken
+            # the room meanwhile (or freed some).
+            request.probe, request.targets = False, binding.targets
+            result = self._reserve(run, request, binding, op="reserve")
             if isinstance(result, Decision):
                 return result
-            self.log.info(
-                "call_clamped", **run.fields, call_id=call_id, model=model, max_tokens_asked=output_hold, max_tokens=cap
-            )
-            output_hold, capped, clamped = cap, True, True
+            if clamped:
+                self.log.info(
+                    "call_clamped",
+                    **run.fields,
+                    call_id=call_id,
+                    model=model,
+                    max_tokens_asked=output_hold,
+                    max_tokens=cap,
+                )
+                output_hold, capped = cap, True
         call = CallState(
             call_id=call_id,
             provider=provider,
@@ -299,7 +308,15 @@ class Supervisor:
     def route(self, run: RunState, provider: str | None, model: str) -> Route | None:
         """Where a model call should go under the run's routing rules: a cheaper model while a rule's conditions
         hold, or None. In shadow mode the route comes back marked ``shadow``: the adapter calls the model it was
-        asked for, and the saving the route would have made is recorded (``would_route``)."""
+        asked for, and the saving the route would have made is recorded (``would_route``). A bug here means no
+        route, never an error in the agent."""
+        try:
+            return self._route(run, provider, model)
+        except Exception as exc:
+            self.log.error("guardian_internal_error", callback="route", error_type=type(exc).__name__, **run.fields)
+            return None
+
+    def _route(self, run: RunState, provider: str | None, model: str) -> Route | None:
         rules = run.plan.routing
         if not rules or run.halt is not None:
             return None
@@ -309,8 +326,10 @@ class Supervisor:
             return None
         budgets = {r.budget for r in candidates if r.budget is not None}
         shares = self._shares(run, budgets) if budgets else {}
+        with run.lock:  # the loop detector is fed by other branches of the run
+            suspected = run.loop_suspected
         route = routed_to(
-            candidates, origin, shares=shares, loop_suspected=run.loop_suspected, run_cost_micro_usd=run.spent.cost_usd
+            candidates, origin, shares=shares, loop_suspected=suspected, run_cost_micro_usd=run.spent.cost_usd
         )
         if route is None:
             return None
@@ -320,7 +339,10 @@ class Supervisor:
         return route
 
     def _shares(self, run: RunState, budgets: set[str]) -> dict[str, float]:
-        """How much of each named budget the run's buckets have used now (one store read)."""
+        """How much of each named budget the run's buckets have used now (one store read; none while fail_open
+        skips a store that just failed, so an outage adds no timeout to routable calls)."""
+        if self.outage.skipping():
+            return {}
         binding = self._bind(run, self.clock())
         buckets = [b for b in binding.buckets if b.budget.name in budgets]
         try:
@@ -458,7 +480,7 @@ class Supervisor:
             self._store_op("release", self.store.release, ReleaseRequest(call.call_id, call.targets, now))
         saved = (self.pricer.cost(call.provider, call.model, usage) or 0) if usage is not None else 0
         self.log.info("cache_hit", **run.fields, call_id=call.call_id, model=call.model, saved_micro_usd=saved)
-        self._record(run, cache_hit_record(run, call, saved, now))
+        self._record(run, cache_hit_record(run, call, saved, now), once=f"cache:{call.call_id}")
         self._count("cache_hits", run, 1, now)
         self._count("cache_saved_micro_usd", run, saved, now)
 
@@ -471,7 +493,7 @@ class Supervisor:
         if partial is not None:
             partial.output_tokens = max(partial.output_tokens, call.tokens_seen)
             return self._settle(run, call, partial)
-        return self._settle(run, call, call.seen_usage() if call.chars_seen else None)
+        return self._settle(run, call, call.seen_usage() if call.chars_seen else None, estimated=True)
 
     def _pop_call(self, run: RunState, call_id: str) -> CallState | None:
         with run.lock:
@@ -550,7 +572,7 @@ class Supervisor:
         self.log.warning(
             "call_unfinished", **run.fields, call_id=call.call_id, model=call.model, charged_tokens=usage.total_tokens
         )
-        self._settle(run, call, usage, learn=False)
+        self._settle(run, call, usage, learn=False, estimated=True)
 
     def renew_holds(self) -> int:
         """Push back the expiry of every live call's hold due for it (a third of its TTL old), in one store call.
@@ -626,6 +648,7 @@ class Supervisor:
             verdict = run.loop_detector.observe(observation)
             if verdict is not None and rule.action_for(verdict.signal) != "kill":
                 run.loop_detector.reset()  # report a loop that goes on again later
+                run.loop_alerted = True  # routing rules on loop_suspected keep treating the run as suspect
         if verdict is None:
             return PROCEED
         return self._loop_found(run, rule, verdict)
@@ -820,20 +843,23 @@ class Supervisor:
                 run.halt = halt
             decision = Decision(run.halt)
         if first:
-            self._record(run, halt_record(run, halt, self.clock()))
+            self._record(run, halt_record(run, halt, self.clock()), once=f"halt:{run.run_id}")
         return decision
 
-    def _history(self, record: UsageRecord) -> HistoryEntry | None:
+    def _history(self, record: UsageRecord, once: str | None = None) -> HistoryEntry | None:
         """The store entry of a history record, in its tenant's history (the fleet's for an outcome recorded
-        without one); None when the policy keeps no history."""
+        without one); None when the policy keeps no history. ``once`` names a record appended alone, so that one
+        sent twice (a batch re-sent after a lost reply) is appended once."""
         settings = self._settings
         if not settings.history:
             return None
-        key, payload = self.keys.history(record.tenant or None), record.to_payload()
-        return HistoryEntry(key, payload, record.time, settings.history_keep_s, settings.history_max_records)
+        tenant = record.tenant or None
+        key, payload = self.keys.history(tenant), record.to_payload()
+        marker = None if once is None else self.keys.call_marker(tenant, once)
+        return HistoryEntry(key, payload, record.time, settings.history_keep_s, settings.history_max_records, marker)
 
-    def _record(self, run: RunState | None, record: UsageRecord) -> None:
-        entry = self._history(record)
+    def _record(self, run: RunState | None, record: UsageRecord, *, once: str) -> None:
+        entry = self._history(record, once)
         if entry is not None:
             self._store_op("history", self.store.append, entry, run=run)
 
@@ -846,7 +872,7 @@ class Supervisor:
             raise ValueError(f"an outcome's value cannot be negative: {value_micro_usd} micro-dollars")
         names = ("", "", "") if identity is None else (identity.agent, identity.user, identity.tenant)
         record = UsageRecord("outcome", self.clock(), run_id, *names, success=success, value_micro_usd=value_micro_usd)
-        self._record(None, record)
+        self._record(None, record, once=f"outcome:{run_id}:{record.time!r}")
         self.log.info("outcome_recorded", run_id=run_id, success=success, value_micro_usd=value_micro_usd)
 
     def _judge_all(self, run: RunState, binding: Binding, result: ReserveResult, now: float) -> None:
@@ -878,7 +904,7 @@ class Supervisor:
             run.would_halt = f"{reason}: {detail}" if detail else reason
         self.log.warning("would_halt", **run.fields, reason=reason, detail=detail, **fields)
         self._count("would_halts", run, 1, now)
-        self._record(run, would_halt_record(run, reason, detail, now))
+        self._record(run, would_halt_record(run, reason, detail, now), once=f"would_halt:{run.run_id}")
         self._tell("decision", run, "would_halt", run.would_halt, now)
 
     def paused(self, run: RunState, halt: GuardianHalt) -> None:

@@ -110,6 +110,7 @@ class HistoryEntry:
     now: float
     keep_s: float
     max_records: int
+    marker_key: str | None = None  # for a record appended alone: sent twice, it is appended once
 
 
 @dataclass(slots=True)
@@ -255,7 +256,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def append(self, entry: HistoryEntry) -> None:
-        """Add a record to a history (a halt, an outcome, a cache hit); may be deferred like a commit."""
+        """Add a record to a history (a halt, an outcome, a cache hit), once per ``marker_key``; may be deferred
+        like a commit. A record that cannot be written is dropped, never failing the batch it rides with."""
 
     @abc.abstractmethod
     def history(self, pattern: str, since: float, until: float) -> Iterator[tuple[float, str]]:

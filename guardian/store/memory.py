@@ -190,7 +190,8 @@ class MemoryStore(Store):
 
     def append(self, entry: HistoryEntry) -> None:
         with self._lock:
-            self._append(entry)
+            if entry.marker_key is None or self._mark(entry.marker_key, entry.now, entry.now + MEMORY_MARKER_TTL_S):
+                self._append(entry)
 
     def history(self, pattern: str, since: float, until: float) -> Iterator[tuple[float, str]]:
         with self._lock:

@@ -115,7 +115,8 @@ class _Batch:
 
     def append(self, h: HistoryEntry) -> None:
         self.count += 1
-        self.ops.append("A")
+        marker = 0 if h.marker_key is None else self.key(h.marker_key)
+        self.ops += ["A", marker, _SETTLED_TTL_MS]
         self._history(h)
 
     def _history(self, h: HistoryEntry | None) -> None:
@@ -254,7 +255,7 @@ class RedisStore(Store):
 
     def _stream(self, key: str, since: float, until: float, page: int = 1000) -> list[tuple[float, str]]:
         records: list[tuple[float, str]] = []
-        start, end = str(_ms(since)), str(_ms(until) - 1)  # ids are "<ms>-<seq>": up to the ms before until
+        start, end = str(max(0, _ms(since))), str(max(0, _ms(until) - 1))  # ids are "<ms>-<seq>"
         while True:
             entries: list[tuple[bytes, dict[bytes, bytes]]] = self.client.xrange(key, start, end, count=page)  # type: ignore[assignment]
             for entry_id, fields in entries:

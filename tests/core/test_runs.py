@@ -312,18 +312,6 @@ def test_a_root_never_seen_ends_with_the_last_node_under_it(tree: tuple[RunTree[
     assert ended.runs == [("unseen", None)]
 
 
-def test_end_closes_the_whole_run_and_later_events_find_nothing(tree: tuple[RunTree[str], Ended]) -> None:
-    t, ended = tree
-    t.enter("graph", None, opener(t.supervisor))
-    t.enter("model", "graph", opener(t.supervisor))
-    t.end("model", RuntimeError())
-    assert ended.runs == [("graph", "RuntimeError")]
-    assert t.run_of("model") is None
-    assert t.live_nodes == 0
-    t.leave("graph")  # a late end event: nothing more happens
-    assert len(ended.runs) == 1
-
-
 def test_past_its_bound_the_tree_ends_its_oldest_runs(tree: tuple[RunTree[str], Ended]) -> None:
     t, ended = tree
     for root in ("r1", "r2", "r3"):

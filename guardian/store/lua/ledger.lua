@@ -25,7 +25,7 @@
 --
 -- ARGV: now_ms, settled_ttl_ms, nb {bucket_idx}*nb (every bucket the ops touch), op count, then ops:
 --   C call_id marker_idx marker_ttl_ms nb {bucket_idx ttl_ms}*nb a1..aM H                commit (H: history)
---   A H                                                                                 append to a history
+--   A marker_idx marker_ttl_ms H                                                        append to a history, once
 --      where H is history_idx (0: none), then, if not 0: payload at_ms keep_ms max_records
 --   X call_id nb {bucket_idx}*nb                                                        release
 --   W call_id hold_ttl_ms nb {bucket_idx}*nb                                            renew a live hold
@@ -223,20 +223,38 @@ local function history()
   return {KEYS[hidx], nextarg(), tonumber(nextarg()), tonumber(nextarg()), tonumber(nextarg())}
 end
 
+local function failed(reply)
+  return type(reply) == 'table' and reply.err ~= nil
+end
+
+-- History is best effort: every call here is a pcall, so a stream that cannot be written (a key of another type,
+-- a Redis before 7.0 that has no '<ms>-*' ids) never costs the commit it rides with.
 local function append(h)
   local hk, payload, at, keep_ms, max_records = h[1], h[2], h[3], h[4], h[5]
   local minid = string.format('%d', at - keep_ms)
   -- The caller's time as the id; a clock behind the last entry's (another host's) gets the last entry's time.
   local added = redis.pcall('XADD', hk, 'MINID', minid, string.format('%d', at) .. '-*', 'r', payload)
-  if type(added) == 'table' and added.err then
-    local last = redis.call('XREVRANGE', hk, '+', '-', 'COUNT', 1)
-    local ms = tonumber(string.match(last[1][1], '^(%d+)'))
-    redis.call('XADD', hk, 'MINID', minid, string.format('%d', ms) .. '-*', 'r', payload)
+  if failed(added) then
+    local last = redis.pcall('XREVRANGE', hk, '+', '-', 'COUNT', 1)
+    local ms = nil
+    if not failed(last) and last[1] then
+      ms = tonumber(string.match(last[1][1], '^(%d+)'))
+    end
+    if ms then
+      added = redis.pcall('XADD', hk, 'MINID', minid, string.format('%d', ms) .. '-*', 'r', payload)
+    end
+    if ms == nil or failed(added) then
+      added = redis.pcall('XADD', hk, '*', 'r', payload)
+    end
+    if failed(added) then
+      return
+    end
   end
-  if redis.call('XLEN', hk) > max_records then
-    redis.call('XTRIM', hk, 'MAXLEN', '~', max_records)
+  local length = redis.pcall('XLEN', hk)
+  if not failed(length) and length > max_records then
+    redis.pcall('XTRIM', hk, 'MAXLEN', '~', max_records)
   end
-  redis.call('PEXPIRE', hk, keep_ms)
+  redis.pcall('PEXPIRE', hk, keep_ms)
 end
 
 local result = {0}
@@ -271,7 +289,13 @@ for _ = 1, nops do
       save(bk[1], bk[2])
     end
   elseif op == 'A' then
-    append(history())
+    local marker_idx = tonumber(nextarg())
+    local marker_ttl = nextarg()
+    local h = history()
+    -- A record sent twice (a batch re-sent after a lost reply) is appended once.
+    if marker_idx == 0 or redis.call('SET', KEYS[marker_idx], '1', 'NX', 'PX', marker_ttl) then
+      append(h)
+    end
   elseif op == 'X' then
     local id = nextarg()
     local nb = tonumber(nextarg())
