@@ -342,6 +342,8 @@ def test_the_cli_reports_the_fleet_in_every_format(fleet: tuple[list[str], dict[
         (["--format", "html"], "give it a file"),
         (["--since", "yesterday-ish"], "neither a duration"),
         (["--since", "1d", "--until", "2d"], "--until must come after --since"),
+        (["--since", "99999999999w"], "outside the years 1970 to 9999"),
+        (["--since", "1900-01-01"], "outside the years 1970 to 9999"),
     ],
 )
 def test_cli_report_mistakes_are_sentences(

@@ -193,6 +193,8 @@ def test_clamping_uses_the_budget_to_the_last_token_without_overspend(make_guard
     assert finished["spent_output_tokens"] == 1000  # to the last token, not one over
     assert str(result["messages"][-1].content).startswith("Stopped by Guardian (BudgetExceeded)")
     assert guard.report(since=T0 - 1).total.clamped_calls == 1
+    (bucket,) = guard.status(budget="run-output")
+    assert bucket.refused == 1  # the fifth call; the clamped fourth was not a refusal
 
 
 def test_without_clamping_the_call_that_does_not_fit_is_refused(make_guardian: GuardianFactory) -> None:

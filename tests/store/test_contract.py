@@ -464,3 +464,12 @@ def test_a_bucket_keeps_the_limits_its_last_reservation_was_judged_by(store: Sto
     raised = Target(t.key, tuple(2 * v if v != NO_LIMIT else v for v in t.limits), t.expires_at)
     assert reserve(store, [raised], call(10)).ok
     assert state(store, t).limits == raised.limits
+
+
+def test_a_record_appended_alone_twice_is_kept_once(store: Store, keys: KeyBuilder) -> None:
+    """A halt or an outcome re-sent after a lost reply is one record."""
+    record = HistoryEntry(keys.history("acme"), "halt", NOW, 86_400.0, 1000, keys.call_marker("acme", "halt:r1"))
+    store.append(record)
+    store.flush()
+    store.append(record)
+    assert [p for _, p in store.history(keys.history_pattern(), NOW - 1, NOW + 1)] == ["halt"]

@@ -310,3 +310,24 @@ def test_an_invalid_store_url_is_a_clear_error() -> None:
 
     with pytest.raises(StoreError, match="unsupported store URL"):
         open_store("postgres://nope")
+
+
+def test_a_history_that_cannot_be_written_never_costs_the_commit(redis_url: str, keys: KeyBuilder) -> None:
+    """The history key taken by a value of another type: the commit still lands; the record is dropped."""
+    from guardian.store import HistoryEntry
+
+    client = redis.Redis.from_url(redis_url)
+    client.set(keys.history("acme"), "not a stream")
+    store = RedisStore.from_url(redis_url)
+    try:
+        target = Target(keys.bucket(BucketKey("acme", "b", "tenant", "acme", "w")), (-1,) * 6, 2e9)
+        history = HistoryEntry(keys.history("acme"), "record", 1e9, 3600.0, 100)
+        marker = keys.call_marker("acme", "c1")
+        store.commit(CommitRequest("c1", [target], Amounts(llm_calls=1), 1e9, marker, history=history))
+        store.flush()
+        (state,) = store.read([target.key], 1e9)
+        assert state is not None
+        assert state.spent.llm_calls == 1
+    finally:
+        store.close()
+        client.close()
