@@ -24,6 +24,7 @@ _WIRE = {
     "agent": "a",
     "user": "u",
     "tenant": "n",
+    "tags": "tg",
     "thread": "th",
     "model": "m",
     "provider": "p",
@@ -65,6 +66,7 @@ class UsageRecord:
     agent: str = ""
     user: str = ""
     tenant: str = ""
+    tags: tuple[str, ...] = ()  # the run's tags, so that replay matches budgets on tags
     thread: str | None = None
     model: str = ""
     provider: str = ""
@@ -103,8 +105,9 @@ class UsageRecord:
             values = {_FIELD[k]: v for k, v in raw.items() if k in _FIELD}
             if values.get("kind") not in KINDS:
                 return None
-            if "flags" in values:
-                values["flags"] = tuple(str(f) for f in values["flags"])
+            for name in ("flags", "tags"):
+                if name in values:
+                    values[name] = tuple(str(f) for f in values[name])
             return cls(time=time, **values)
         except (ValueError, TypeError, AttributeError):
             return None

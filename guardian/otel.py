@@ -18,12 +18,16 @@ run or tenant id (those are on spans only).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind
+from pydantic import BaseModel
 
 from guardian.amounts import MICRO_USD
 from guardian.policy import Policy
@@ -40,9 +44,34 @@ _COST_BUCKETS = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10]
 
 
 def policy_version(policy: Policy) -> str:
-    """A short fingerprint of what the policy enforces: two processes on the same policy report the same one."""
-    text = repr((policy.budgets, policy.loops, policy.settings, policy.prices))
+    """A short fingerprint of what the policy enforces (budgets, loop rules, routing, settings, prices), from a
+    canonical form: two processes on the same policy report the same one, whatever their hash seeds."""
+    enforced = {
+        "budgets": policy.budgets,
+        "loops": policy.loops,
+        "routing": policy.routing,
+        "settings": policy.settings,
+        "prices": policy.prices,
+    }
+    text = json.dumps(_canonical(enforced), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _canonical(value: Any) -> Any:
+    """Plain JSON values in a stable order: sets sorted, dataclasses and pydantic models as dicts."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, BaseModel):
+        return _canonical(value.model_dump())
+    if isinstance(value, Mapping):
+        return {str(_canonical(k)): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted((_canonical(v) for v in value), key=repr)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)  # Decimal, ZoneInfo and the like: their text is their identity
 
 
 def _usd(micro: int) -> float:

@@ -105,7 +105,7 @@ def replay(
             else:
                 run = runs.get(r.run)
                 if run is None:
-                    identity = Identity.of(r.agent or None, r.user or None, r.tenant or None)
+                    identity = Identity.of(r.agent or None, r.user or None, r.tenant or None, r.tags)
                     run = runs[r.run] = supervisor.start_run(r.run, identity, thread=r.thread)
                 call_id = f"{r.run}:{i}"
                 decision = supervisor.before_llm_call(

@@ -267,6 +267,10 @@ class RunState:
         return self.binding.targets
 
     @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(sorted(self.identity.tags))
+
+    @property
     def identity_names(self) -> tuple[str, str, str]:
         return self.identity.agent, self.identity.user, self.identity.tenant
 
@@ -601,6 +605,7 @@ def call_record(
         run.run_id,
         *run.identity_names,
         thread=run.thread,
+        tags=run.tags,
         model=call.model,
         provider=call.provider or "",
         input_tokens=usage.input_tokens,
@@ -627,6 +632,7 @@ def cache_hit_record(run: RunState, call: CallState, saved: int, now: float) -> 
         run.run_id,
         *run.identity_names,
         thread=run.thread,
+        tags=run.tags,
         model=call.model,
         provider=call.provider or "",
         saved_micro_usd=saved,
@@ -645,7 +651,9 @@ def would_halt_record(run: RunState, reason: str, detail: str, now: float) -> Us
 
 
 def _stop_record(kind: Kind, run: RunState, reason: str, detail: str, now: float) -> UsageRecord:
-    return UsageRecord(kind, now, run.run_id, *run.identity_names, thread=run.thread, reason=reason, detail=detail)
+    return UsageRecord(
+        kind, now, run.run_id, *run.identity_names, thread=run.thread, tags=run.tags, reason=reason, detail=detail
+    )
 
 
 def daily_counter_span(now: float) -> tuple[str, float]:

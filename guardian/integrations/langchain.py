@@ -18,7 +18,7 @@ import os
 import threading
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 _IDENTITY_KEYS = ("guardian_agent", "guardian_user", "guardian_tenant")
+_MAX_PENDING_ROUTES = 4096
 _log = get_logger()
 _Method = TypeVar("_Method", bound=Callable[..., None])
 
@@ -114,7 +115,8 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         self.identity = identity
         self._tree: RunTree[UUID] = RunTree(supervisor)
         self._warned_below_top = False  # callback_not_at_root is logged once per handler
-        self._routes: dict[str, Route] = {}  # run id -> the route a router chose for the run's next model call
+        # A router's LangChain run id -> the route it chose for the model call it makes next (that call's parent).
+        self._routes: OrderedDict[UUID, Route] = OrderedDict()
         self._routes_lock = threading.Lock()
         self._steps = ObservationTracker()  # tool calls and replies (with their prompts), for loop detection
 
@@ -164,16 +166,20 @@ class GuardianCallbackHandler(BaseCallbackHandler):
                 names[field] = str(value)
         return Identity.of(**names, tags=self.identity.tags | _tags(metadata.get("guardian_tags")))
 
-    def route_for(self, node: UUID | None, provider: str | None, model: str) -> Route | None:
-        """For ``guard.router``: where the next model call made under LangChain run ``node`` should go. The route
-        is remembered for that call, so its reservation and its record name the rule and the saving."""
+    def route_for(self, node: UUID | None, provider: str | None, model: str, targets: Collection[str]) -> Route | None:
+        """For ``guard.router``: where the model call the router (LangChain run ``node``) makes next should go,
+        among the models it has (``targets``, as ``"provider:model"``). The route is remembered for that call, so
+        its reservation and record name the rule and the saving."""
         run = self._tree.run_of(node) if node is not None else None
-        if run is None:
+        if run is None or node is None:
             return None
         route = self.supervisor.route(run, provider, model)
-        if route is not None:
-            with self._routes_lock:
-                self._routes[run.run_id] = route
+        if route is None or (not route.shadow and ":".join(route.target) not in targets):
+            return None  # a route to a model the router does not have is not taken, nor recorded
+        with self._routes_lock:
+            self._routes[node] = route
+            while len(self._routes) > _MAX_PENDING_ROUTES:  # routes whose call never started
+                self._routes.popitem(last=False)
         return route
 
     @property
@@ -260,7 +266,7 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         provider = meta.get("ls_provider")
         max_tokens = meta.get("ls_max_tokens") or params.get("max_tokens") or params.get("max_completion_tokens")
         with self._routes_lock:
-            routed = self._routes.pop(run.run_id, None)
+            routed = self._routes.pop(parent_run_id, None) if parent_run_id is not None else None
         decision = self.supervisor.before_llm_call(
             run,
             str(run_id),

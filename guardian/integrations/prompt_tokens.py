@@ -1,8 +1,11 @@
 """Prompt tokens as the request's own model counts them, where it can; langchain-core's approximation elsewhere.
 
-A chat model class that overrides ``get_num_tokens_from_messages`` has a real tokenizer (``ChatOpenAI`` uses
-tiktoken, and counts bound tools too): its count makes the hold exact. But a tokenizer may need a download the
-first time (tiktoken fetches its encoding files), which behind a firewall can hang for minutes. So the first
+A chat model whose ``get_num_tokens_from_messages`` is a local tokenizer makes the hold exact: ``ChatOpenAI`` (and the
+other langchain-openai classes) count with tiktoken, bound tools included; another class opts in with a class
+attribute ``guardian_local_token_counter = True``. Other classes are approximated: some count by calling their
+provider (``ChatAnthropic`` calls Anthropic's token-counting API), which would add a network round trip to every
+call. Even a local tokenizer may need a download the first time (tiktoken fetches its encoding files), which
+behind a firewall can hang for minutes. So the first
 count of each model class runs off the agent's thread with a deadline: if it fails or is late, that class is
 counted approximately from then on (logged once, ``token_counter_unavailable``), and the agent never waits more
 than the deadline, once. The base class's own counter (GPT-2 through ``transformers``) is never used.
@@ -38,7 +41,7 @@ class PromptCounter:
         approximates)."""
         cls = type(model)
         counter = getattr(cls, "get_num_tokens_from_messages", None)
-        if counter is None or counter is _BASE_COUNTER:
+        if counter is None or counter is _BASE_COUNTER or not _local(cls):
             return None
         with self._lock:
             usable = self._usable.get(cls)
@@ -84,6 +87,11 @@ class PromptCounter:
             consequence="prompts of this model class are counted with langchain-core's approximation",
         )
         return None
+
+
+def _local(cls: type) -> bool:
+    """Whether the class counts tokens on this machine rather than by asking its provider."""
+    return bool(getattr(cls, "guardian_local_token_counter", False)) or cls.__module__.startswith("langchain_openai.")
 
 
 def _options(cls: type) -> dict[str, Any]:

@@ -31,9 +31,9 @@ def make_router(default: Runnable[Any, Any], models: Mapping[str, Runnable[Any, 
         node = getattr(manager, "parent_run_id", None)
         for handler in handlers:
             if isinstance(handler, GuardianCallbackHandler):
-                route = handler.route_for(node if isinstance(node, UUID) else None, provider, name)
+                route = handler.route_for(node if isinstance(node, UUID) else None, provider, name, models.keys())
                 if route is not None and not route.shadow:
-                    return models.get(":".join(route.target), default)
+                    return models[":".join(route.target)]
                 break
         return default
 

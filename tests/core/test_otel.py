@@ -202,3 +202,25 @@ def test_the_policy_version_changes_with_what_it_enforces() -> None:
     two = Policy.from_dict({"version": 1, **{**POLICY, "loops": []}})
     assert policy_version(one) == policy_version(Policy.from_dict({"version": 1, **POLICY}))
     assert policy_version(one) != policy_version(two)
+
+
+def test_the_policy_version_is_the_same_in_every_process() -> None:
+    """Sets (tags, alert_on) are hashed in a canonical order, whatever the interpreter's hash seed."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from guardian import Policy; from guardian.otel import policy_version; "
+        "print(policy_version(Policy.from_dict({'version': 1, 'budgets': [{'name': 'b', 'scope': 'user', "
+        "'window': 'day', 'match': {'tags': ['a', 'b', 'c', 'd']}, 'limits': {'llm_calls': 3}}], "
+        "'loops': [{'name': 'x', 'alert_on': ['no_progress', 'cycle']}]})))"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True,
+            check=True, timeout=60,
+        ).stdout.strip()
+        for seed in ("1", "2", "3", "4")
+    }  # fmt: skip
+    assert len(seen) == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain.agents import create_agent
 from langchain_core.messages import BaseMessage, HumanMessage
@@ -25,7 +25,9 @@ def lookup(query: str) -> str:
 
 
 class CountingModel(ScriptedChatModel):
-    """A model with a tokenizer of its own: every prompt is 1,000 tokens, and it sees the bound tools."""
+    """A model with a local tokenizer of its own: every prompt is 1,000 tokens, and it sees the bound tools."""
+
+    guardian_local_token_counter: ClassVar[bool] = True
 
     seen_tools: list[Any] = Field(default_factory=list)
 
@@ -40,6 +42,8 @@ BROKEN_COUNTS: list[int] = []
 
 
 class BrokenCounter(ScriptedChatModel):
+    guardian_local_token_counter: ClassVar[bool] = True
+
     def get_num_tokens_from_messages(self, messages: Any, tools: Any = None) -> int:
         BROKEN_COUNTS.append(1)
         raise OSError("the tokenizer's files could not be downloaded")
@@ -87,6 +91,8 @@ def test_a_first_count_that_hangs_costs_the_deadline_once() -> None:
     tried: list[int] = []
 
     class Hanging(ScriptedChatModel):
+        guardian_local_token_counter: ClassVar[bool] = True
+
         def get_num_tokens_from_messages(self, messages: Any, tools: Any = None) -> int:
             tried.append(1)
             release.wait(30)
@@ -108,6 +114,8 @@ def test_a_counter_that_worked_is_used_inline_and_a_later_failure_only_costs_tha
     outcomes: list[Any] = [5, OSError("flaky"), 9]
 
     class Flaky(ScriptedChatModel):
+        guardian_local_token_counter: ClassVar[bool] = True
+
         def get_num_tokens_from_messages(self, messages: Any, tools: Any = None) -> int:
             outcome = outcomes.pop(0)
             if isinstance(outcome, Exception):
@@ -127,3 +135,19 @@ def test_chatopenai_is_asked_not_to_fetch_images() -> None:
 
     assert _options(ChatOpenAI) == {"allow_fetching_images": False}
     assert _options(CountingModel) == {}
+
+
+def test_a_counter_that_asks_its_provider_is_not_used() -> None:
+    """ChatAnthropic counts by calling Anthropic's API: per call that would be a network round trip."""
+    from langchain_anthropic import ChatAnthropic
+
+    asked: list[int] = []
+
+    class Remote(ChatAnthropic):
+        def get_num_tokens_from_messages(self, messages: Any, tools: Any = None, **kwargs: Any) -> int:
+            asked.append(1)
+            return 5
+
+    model = Remote(model_name="claude-sonnet-4-5", api_key="x")  # type: ignore[call-arg]
+    assert PromptCounter().count(model, [HumanMessage("hi")], []) is None
+    assert asked == []

@@ -119,3 +119,26 @@ def test_the_cli_replays_the_fleets_history(redis_url: str, key_prefix: str, tmp
     bad = CliRunner().invoke(app, ["replay", "-p", str(path), "--format", "html", *common])
     assert bad.exit_code == 2
     assert "--format must be table or json" in bad.output
+
+
+def test_replay_matches_budgets_on_the_runs_tags(make_guardian: GuardianFactory, clock: FakeClock) -> None:
+    """Runs recorded with a tag are judged by a budget that matches on it; others are not."""
+    guard = make_guardian(RECORDED)
+    reply = AIMessage("ok", usage_metadata={"input_tokens": 100, "output_tokens": 10, "total_tokens": 110})
+    for tags in (["prod"], ["prod"], [], []):
+        model = ScriptedChatModel(model="scripted", replies=[reply])
+        model.invoke("hi", config={"callbacks": [guard.callback("a", "u", "acme", tags=tags)]})
+        clock.advance(1)
+    guard.flush()
+    prod_only = Policy.from_dict(
+        {
+            "version": 1,
+            "prices": PRICES,
+            "budgets": [
+                {"name": "prod-calls", "scope": "user", "window": "day", "match": {"tags": ["prod"]},
+                 "limits": {"llm_calls": 1}},
+            ],
+        }
+    )  # fmt: skip
+    result = guard.replay(prod_only, since=T0 - 1)
+    assert result.total.stopped_runs == 1  # the second prod run; the untagged runs are not under the budget

@@ -271,3 +271,23 @@ def test_the_router_routes_calls_of_a_plain_langgraph_app_on_the_callback(make_g
     assert all(e["saved_micro_usd"] > 0 for e in routed)
     assert [e["model"] for e in events(logs, "call_reserved")] == ["gpt-4o", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini"]
     assert guard.report(since=T0 - 1).total.routed_calls == 2
+
+
+def test_a_router_without_the_target_model_calls_the_default_and_records_no_route(
+    make_guardian: GuardianFactory,
+) -> None:
+    from langchain_core.runnables import RunnableLambda
+
+    policy = {"routing": [{"name": "long-runs", "when": {"run_cost_at_least": 0.01}, "route": ROUTE}]}
+    guard = make_guardian(policy)
+    big, _ = models([step(i) for i in range(4)])
+    router = guard.router(big, {})  # no gpt-4o-mini given
+
+    def agent(question: Any, config: RunnableConfig) -> list[Any]:
+        return [router.invoke([HumanMessage(question)], config) for _ in range(4)]
+
+    with capture_logs() as logs:
+        RunnableLambda(agent).invoke("go", config={"callbacks": [guard.callback("plain")]})
+    assert big.calls == 4
+    assert events(logs, "model_routed") == []
+    assert guard.report(since=T0 - 1).total.routed_calls == 0
