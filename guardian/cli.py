@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 from dataclasses import asdict
 from decimal import Decimal, InvalidOperation
@@ -35,7 +36,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
+# Piped into a file or a CI log there is no terminal to fit: rich would assume 80 columns and cut the status table's
+# cells ("us…", "2026-12-…"); a terminal (or $COLUMNS) still sets the width.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 PolicyPaths = Annotated[
