@@ -196,3 +196,20 @@ def test_a_provider_error_closes_the_run_and_commits_what_was_served(make_guardi
     (finished,) = [e for e in logs if e["event"] == "run_finished"]
     assert finished["spent_llm_calls"] == 2
     assert finished["error"] == "ConnectionError"
+
+
+async def test_a_halt_under_astream_events_leaves_no_unawaited_coroutine(make_guardian: GuardianFactory) -> None:
+    """With the middleware, a halt during astream_events leaves nothing behind for the garbage collector to warn
+    about (the callback path does: see the README's known limits)."""
+    import gc
+    import warnings
+
+    guard = make_guardian(user_calls(2))
+    agent = create_agent(ScriptedChatModel(replies=pages(5), max_tokens=50), [lookup], middleware=[guard.middleware()])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(BudgetExceeded):
+            async for _ in agent.astream_events({"messages": [HumanMessage("read")]}, version="v2"):
+                pass
+        gc.collect()
+    assert [w for w in caught if "was never awaited" in str(w.message)] == []
