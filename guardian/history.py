@@ -49,7 +49,7 @@ _WIRE = {
 _FIELD = {wire: name for name, wire in _WIRE.items()}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is built per committed call, and a frozen one costs twice as much to build
 class UsageRecord:
     """One event of the spend history.
 
@@ -91,10 +91,11 @@ class UsageRecord:
     def to_payload(self) -> str:
         """The record without its time (the history keeps that), defaults left out."""
         out: dict[str, Any] = {}
-        for name, wire, default in _ENCODED:
+        for name, wire in _ENCODED:
             value = getattr(self, name)
-            if value != default:
-                out[wire] = list(value) if isinstance(value, tuple) else value
+            # Every default is empty (0, "", (), None) but `success`, whose False is a value: a truth test suffices.
+            if value or (value is False and name == "success"):
+                out[wire] = list(value) if type(value) is tuple else value
         return _encode(out)
 
     @classmethod
@@ -117,6 +118,8 @@ class UsageRecord:
         return self.input_tokens + self.output_tokens
 
 
-# (field, wire key, default) of every field but the time, worked out once: a record is encoded on every call.
-_ENCODED = tuple((f.name, _WIRE[f.name], f.default) for f in fields(UsageRecord) if f.name != "time")
+# (field, wire key) of every field but the time, worked out once: a record is encoded on every call.
+_ENCODED = tuple((f.name, _WIRE[f.name]) for f in fields(UsageRecord) if f.name != "time")
+if any(f.default not in (0, "", (), None) for f in fields(UsageRecord) if f.name not in ("kind", "time", "run")):
+    raise ImportError("UsageRecord.to_payload leaves out empty values: every default must be empty")
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode

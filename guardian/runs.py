@@ -488,12 +488,17 @@ class CacheFigures:
     cacheable_micro_usd: int = 0
 
 
+_NO_CACHE = CacheFigures()
+
+
 def cache_figures(cost_of: Callable[[TokenUsage], int], usage: TokenUsage, prefix_tokens: int) -> CacheFigures:
     """Prompt caching's economics for one call, at its model's prices (``cost_of``): what its cache reads saved
     and its cache writes cost above the plain input price, and, for a call that read nothing from the cache, what
     reading its stable prefix would have saved (when the prefix is long enough to be cached)."""
-    actual = cost_of(usage)
     i, o, cr, cw = usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens
+    if not cr and not cw and prefix_tokens < CACHEABLE_MIN_TOKENS:
+        return _NO_CACHE  # most calls: nothing to price again
+    actual = cost_of(usage)
     read_saved = max(0, cost_of(TokenUsage(i, o, 0, cw)) - actual) if cr else 0
     write_premium = max(0, actual - cost_of(TokenUsage(i, o, cr, 0))) if cw else 0
     cacheable = 0

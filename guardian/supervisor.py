@@ -528,11 +528,13 @@ class Supervisor:
         actual = charged(usage, self.pricer.cost(call.provider, call.model, usage) or 0)
         marker = self.keys.call_marker(run.identity.tenant, call.call_id)
         saved = self._routing_saving(run, call, usage, actual)
-        cache = cache_figures(
-            lambda u: self.pricer.cost(call.provider, call.model, u) or 0, usage, call.prefix[1] if call.prefix else 0
-        )
-        record = call_record(run, call, usage, actual, now, estimated=estimated, saved_micro_usd=saved, cache=cache)
-        commit = CommitRequest(call.call_id, call.targets, actual, now, marker, history=self._history(record))
+        history = None
+        if self._settings.history:  # the record is only built to be kept
+            prefix_tokens = call.prefix[1] if call.prefix else 0
+            cache = cache_figures(lambda u: self.pricer.cost(call.provider, call.model, u) or 0, usage, prefix_tokens)
+            record = call_record(run, call, usage, actual, now, estimated=estimated, saved_micro_usd=saved, cache=cache)
+            history = self._history(record)
+        commit = CommitRequest(call.call_id, call.targets, actual, now, marker, history=history)
         # Committed even when the hold was skipped (fail_open): the store queues it until it is back.
         self._store_op("commit", self.store.commit, commit)
         with run.lock:
