@@ -55,6 +55,12 @@ FleetStoreUrl = Annotated[
     ),
 ]
 Prefix = Annotated[str, typer.Option("--prefix", help="Key prefix of the store.", metavar="PREFIX")]
+OnlyTenant = Annotated[str | None, typer.Option("--tenant", metavar="NAME", help="Only this tenant.")]
+Since = Annotated[
+    str, typer.Option("--since", metavar="WHEN", help="Start: 7d, 24h, 30m, 2w ago, or an ISO date (UTC).")
+]
+Until = Annotated[str | None, typer.Option("--until", metavar="WHEN", help="End (default: now), as --since.")]
+GroupBy = Annotated[str, typer.Option("--by", metavar="FIELD", help="Group by agent, user, tenant, model or day.")]
 
 
 def _validate_without_env(paths: list[Path]) -> None:
@@ -122,7 +128,7 @@ def status(
     store: FleetStoreUrl = None,
     prefix: Prefix = DEFAULT_PREFIX,
     budget: Annotated[str | None, typer.Option("--budget", metavar="NAME", help="Only this budget.")] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant", metavar="NAME", help="Only this tenant.")] = None,
+    tenant: OnlyTenant = None,
     scope: Annotated[
         str | None,
         typer.Option("--scope", metavar="SCOPE", help="Only this scope (run, thread, agent, user, tenant, global)."),
@@ -320,15 +326,9 @@ def grant(
 
 @app.command()
 def report(
-    since: Annotated[
-        str, typer.Option("--since", metavar="WHEN", help="Start: 7d, 24h, 30m, 2w ago, or an ISO date (UTC).")
-    ] = "7d",
-    until: Annotated[
-        str | None, typer.Option("--until", metavar="WHEN", help="End (default: now), as --since.")
-    ] = None,
-    by: Annotated[str, typer.Option("--by", metavar="FIELD", help="Group by agent, user, tenant, model or day.")] = (
-        "agent"
-    ),
+    since: Since = "7d",
+    until: Until = None,
+    by: GroupBy = "agent",
     fmt: Annotated[
         str, typer.Option("--format", metavar="FORMAT", help="table, csv, json (micro-dollars) or html (charts).")
     ] = "table",
@@ -336,14 +336,13 @@ def report(
         Path | None, typer.Option("--output", "-o", metavar="PATH", help="Write to a file (html needs one).")
     ] = None,
     top: Annotated[int, typer.Option("--top", metavar="N", help="How many of the costliest runs to list.")] = 10,
-    tenant: Annotated[str | None, typer.Option("--tenant", metavar="NAME", help="Only this tenant.")] = None,
+    tenant: OnlyTenant = None,
     store: FleetStoreUrl = None,
     prefix: Prefix = DEFAULT_PREFIX,
 ) -> None:
     """Where the money went: spend, calls, tokens, cache savings, loop waste, halts and outcomes, from the history."""
     _check_prefix(prefix)
-    if by not in GROUPINGS:
-        _fail(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}", 2)
+    _check_grouping(by)
     if fmt not in REPORT_FORMATS:
         _fail(f"--format must be one of {', '.join(REPORT_FORMATS)}, got {fmt!r}", 2)
     if fmt == "html" and output is None:
@@ -373,6 +372,11 @@ def report(
 REPORT_FORMATS = ("table", "csv", "json", "html")
 
 
+def _check_grouping(by: str) -> None:
+    if by not in GROUPINGS:
+        _fail(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}", 2)
+
+
 def _period(guard: Guardian, since: str, until: str | None) -> tuple[float, float]:
     """--since and --until as epoch seconds (exit 2 with a sentence when they cannot be read or are reversed)."""
     now = guard.clock()
@@ -400,22 +404,17 @@ def replay_command(
         list[Path],
         typer.Option("--policy", "-p", metavar="PATH", help="The policy to judge the history by (repeatable)."),
     ],
-    since: Annotated[
-        str, typer.Option("--since", metavar="WHEN", help="Start: 7d, 24h, 30m, 2w ago, or an ISO date (UTC).")
-    ] = "7d",
-    until: Annotated[str | None, typer.Option("--until", metavar="WHEN", help="End (default: now).")] = None,
-    by: Annotated[str, typer.Option("--by", metavar="FIELD", help="Group by agent, user, tenant, model or day.")] = (
-        "agent"
-    ),
+    since: Since = "7d",
+    until: Until = None,
+    by: GroupBy = "agent",
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table or json (micro-dollars).")] = "table",
-    tenant: Annotated[str | None, typer.Option("--tenant", metavar="NAME", help="Only this tenant.")] = None,
+    tenant: OnlyTenant = None,
     store: FleetStoreUrl = None,
     prefix: Prefix = DEFAULT_PREFIX,
 ) -> None:
     """Judge the recorded history again under another policy: what it would have stopped and saved."""
     _check_prefix(prefix)
-    if by not in GROUPINGS:
-        _fail(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}", 2)
+    _check_grouping(by)
     if fmt not in ("table", "json"):
         _fail(f"--format must be table or json, got {fmt!r}", 2)
     candidate = _load(policy)
