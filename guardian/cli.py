@@ -116,10 +116,16 @@ def validate(
         )
     if not policy.loops:
         out.print("  loop detection off (loops: [])")
+    for routing in policy.routing:
+        routes = ", ".join(f"{':'.join(a)} -> {':'.join(b)}" for a, b in routing.route.items())
+        out.print(f"  routing rule [bold]{routing.name}[/bold]: {routes}")
     slack = policy.alerts.slack if policy.alerts else None
     out.print(f"  alerts: log{' + Slack' if slack else ''}")
     s = policy.settings
-    out.print(f"  on_store_error={s.on_store_error} unknown_model={s.unknown_model}")
+    out.print(
+        f"  mode={s.mode} on_store_error={s.on_store_error} unknown_model={s.unknown_model} "
+        f"on_low_budget={s.on_low_budget} history={'on' if s.history else 'off'}"
+    )
 
 
 @app.command()

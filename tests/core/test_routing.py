@@ -291,3 +291,20 @@ def test_a_router_without_the_target_model_calls_the_default_and_records_no_rout
     assert big.calls == 4
     assert events(logs, "model_routed") == []
     assert guard.report(since=T0 - 1).total.routed_calls == 0
+
+
+def test_validate_lists_routing_rules_and_the_spending_settings(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from guardian.cli import app
+
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "version: 1\nsettings: {mode: shadow, on_low_budget: clamp}\nrouting:\n  - name: r\n"
+        "    when: {run_cost_at_least: 1}\n    route: {'openai:gpt-4o': 'openai:gpt-4o-mini'}\n"
+    )
+    done = CliRunner().invoke(app, ["validate", str(path)])
+    assert done.exit_code == 0, done.output
+    assert "routing rule r: openai:gpt-4o -> openai:gpt-4o-mini" in done.output
+    assert "mode=shadow" in done.output
+    assert "on_low_budget=clamp" in done.output
