@@ -353,9 +353,7 @@ class Guardian:
     ) -> list[UsageRecord]:
         """The spend history's records from ``since`` (epoch seconds, or ``7d``/``24h``/an ISO date) to ``until``
         (default: now), oldest first; with ``tenant``, that tenant's records and the outcomes of its runs."""
-        now = self.clock()
-        start = parse_since(since, now) if isinstance(since, str) else since
-        end = now + 1.0 if until is None else until
+        start, end = self._period(since, until)
         records = []
         for t, payload in self.store.history(self.keys.history_pattern(), start, end):
             record = UsageRecord.from_payload(t, payload)
@@ -377,9 +375,7 @@ class Guardian:
     ) -> Report:
         """Where the money went from ``since`` to ``until``, grouped ``by`` agent, user, tenant, model or day
         (see ``guardian.report``); what ``guardian report`` prints for the fleet."""
-        now = self.clock()
-        start = parse_since(since, now) if isinstance(since, str) else since
-        end = now + 1.0 if until is None else until
+        start, end = self._period(since, until)
         records = self.history(since=start, until=end, tenant=tenant)
         return build_report(records, since=start, until=end, by=by, top=top)
 
@@ -394,11 +390,15 @@ class Guardian:
     ) -> ReplayResult:
         """The spend history from ``since`` to ``until`` judged again under ``policy`` (see ``guardian.replay``):
         what it would have stopped and saved, grouped ``by`` agent, user, tenant, model or day."""
-        now = self.clock()
-        start = parse_since(since, now) if isinstance(since, str) else since
-        end = now + 1.0 if until is None else until
+        start, end = self._period(since, until)
         records = self.history(since=start, until=end, tenant=tenant)
         return replay(records, policy, since=start, until=end, by=by)
+
+    def _period(self, since: float | str, until: float | None) -> tuple[float, float]:
+        """``since`` (epoch seconds, or ``7d``/``24h``/an ISO date) and ``until`` (default: now) as epoch seconds."""
+        now = self.clock()
+        start = parse_since(since, now) if isinstance(since, str) else since
+        return start, now + 1.0 if until is None else until
 
     def kills(self, *, tenant: str | None = None) -> list[KillFlag]:
         """The kill flags set now; with ``tenant``, only those that halt runs of that tenant (its own and

@@ -26,7 +26,7 @@ from guardian.identity import Identity
 from guardian.keys import KeyBuilder
 from guardian.policy import Policy
 from guardian.pricing import TokenUsage
-from guardian.report import GROUPINGS, minute_utc
+from guardian.report import GROUPINGS, group_of, minute_utc, text_table
 from guardian.runs import Reply, RunState
 from guardian.store.memory import MemoryStore
 from guardian.supervisor import Supervisor
@@ -92,7 +92,7 @@ def replay(
     try:
         for i, r in enumerate(calls):
             clock.now = r.time
-            key = _group(r, by)
+            key = group_of(r, by)
             row = rows.setdefault(key, ReplayRow(key))
             if r.run not in seen[key]:
                 seen[key].add(r.run)
@@ -149,12 +149,6 @@ def replay(
     return ReplayResult(since, until, by, ordered, total, dict(sorted(halts.items())))
 
 
-def _group(record: UsageRecord, by: str) -> str:
-    if by == "day":
-        return minute_utc(record.time)[:10]
-    return str(getattr(record, by) or "-")
-
-
 def as_table(result: ReplayResult) -> str:
     header = [result.by, "runs", "calls", "cost then", "cost now", "stopped runs", "stopped calls", "saved"]
     lines = [
@@ -170,20 +164,10 @@ def as_table(result: ReplayResult) -> str:
         ]
         for row in [*result.rows, result.total]
     ]
-    widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
-
-    def fmt(cells: list[str]) -> str:
-        aligned = (c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-        return "  ".join(aligned)
-
-    out = [
-        f"Replay of {minute_utc(result.since)} to {minute_utc(result.until)} UTC under the new policy, by {result.by}",
-        "",
-        fmt(header),
-        *(fmt(cells) for cells in lines[:-1]),
-        "  ".join("-" * w for w in widths),
-        fmt(lines[-1]),
-    ]
+    heading = (
+        f"Replay of {minute_utc(result.since)} to {minute_utc(result.until)} UTC under the new policy, by {result.by}"
+    )
+    out = [heading, "", *text_table(header, lines)]
     if result.halts:
         out += ["", "Runs it would have stopped, by reason:"]
         out += [f"  {n:>5}  {reason}" for reason, n in result.halts.items()]

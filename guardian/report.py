@@ -134,7 +134,8 @@ def minute_utc(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def _group_of(record: UsageRecord, by: str) -> str:
+def group_of(record: UsageRecord, by: str) -> str:
+    """The group a record falls in: its UTC day, or its agent, user, tenant or model ("-" when it has none)."""
     if by == "day":
         return _day(record.time)
     return str(getattr(record, by) or "-")
@@ -205,7 +206,7 @@ def build_report(
             if run.row.would_halt is None:
                 run.row.would_halt = f"{r.reason}: {r.detail}" if r.detail else r.reason
             continue
-        key = _group_of(r, by)
+        key = group_of(r, by)
         row = groups.get(key)
         if row is None:
             row = groups[key] = GroupRow(key)
@@ -350,22 +351,25 @@ def cell_text(row: GroupRow, name: str) -> str:
     return f"{value:,}"
 
 
+def text_table(header: list[str], lines: list[list[str]]) -> list[str]:
+    """A plain-text table: the first column left-aligned, the rest right-aligned, and a rule above the last line
+    (the total)."""
+    widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
+
+    def fmt(cells: list[str]) -> str:
+        aligned = (c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(aligned)
+
+    return [fmt(header), *(fmt(cells) for cells in lines[:-1]), "  ".join("-" * w for w in widths), fmt(lines[-1])]
+
+
 def as_table(report: Report) -> str:
     """Plain text: the groups and their total, halts by reason, the costliest runs."""
     columns = shown_columns(report)
     header = [report.by, *(title for title, _ in columns)]
     lines = [[row.key, *(cell_text(row, name) for _, name in columns)] for row in [*report.rows, report.total]]
-    widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
-
-    def fmt(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
     heading = f"Spend from {minute_utc(report.since)} to {minute_utc(report.until)} UTC, by {report.by}"
-    out = [heading, "", fmt(header)]
-    out += [fmt(cells) for cells in lines[:-1]]
-    out += ["  ".join("-" * w for w in widths), fmt(lines[-1])]
+    out = [heading, "", *text_table(header, lines)]
     if report.halts:
         out += ["", "Halts by reason:"] + [f"  {n:>5}  {reason}" for reason, n in report.halts.items()]
     if report.routing:

@@ -132,6 +132,12 @@ class Bucket:
         }
 
 
+def _watched(budget: Budget) -> bool:
+    """Whether a budget's bucket states matter after a call: it has alert thresholds, or it does not refuse (alert
+    only, or shadow) and its passing the limit is judged from the states."""
+    return bool(budget.alert_at) or not budget.enforced
+
+
 @dataclass
 class Binding:
     """The buckets a run's calls charge until ``until`` (a window's end, or the hourly TTL refresh).
@@ -148,14 +154,14 @@ class Binding:
 
     def __post_init__(self) -> None:
         self.retarget()
-        self.want_states = any(b.budget.alert_at or not b.budget.enforced for b in self.buckets)
+        self.want_states = any(_watched(b.budget) for b in self.buckets)
 
     def retarget(self) -> None:
         self.targets = [b.target for b in self.buckets]
 
     def watched(self) -> list[Bucket]:
         """The buckets whose states matter: thresholds to alert on, or budgets that alert instead of halting."""
-        return [b for b in self.buckets if b.budget.alert_at or not b.budget.enforced]
+        return [b for b in self.buckets if _watched(b.budget)]
 
 
 @dataclass(frozen=True)
@@ -520,7 +526,7 @@ def used_share(limits: Mapping[str, int], spent: Amounts, reserved: Amounts) -> 
 def thresholds_passed(budget: Budget, state: BucketState) -> tuple[str | None, list[float]]:
     """For a bucket's state: the metric an alert-only budget has passed (or None), and the ``alert_at``
     thresholds its spend has reached."""
-    if not budget.alert_at and budget.enforced:
+    if not _watched(budget):
         return None, []
     limits = budget.limited()
     over = None

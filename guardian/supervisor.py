@@ -118,7 +118,6 @@ class Supervisor:
         self.log = get_logger()
         self._settings = policy.settings
         self.outage = OutageGate(policy.settings.on_store_error, clock)
-        self.fail_open = self.outage.fail_open
         self._alerted: set[str] = set()
         self._telemetry_failed = False  # telemetry_error is logged once
         # Per identity: its plan, and its shared buckets (valid until the earliest window end).
@@ -131,6 +130,10 @@ class Supervisor:
         self._live: dict[str, CallState] = {}
         self._live_lock = threading.Lock()
         self.renewer = HoldRenewer(self, self._settings.reservation_ttl_s / 3)
+
+    @property
+    def fail_open(self) -> bool:
+        return self.outage.fail_open
 
     # -- runs ----------------------------------------------------------------------------------------------------
 
