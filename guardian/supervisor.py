@@ -135,6 +135,12 @@ class Supervisor:
     def fail_open(self) -> bool:
         return self.outage.fail_open
 
+    @property
+    def wants_prompt_prefixes(self) -> bool:
+        """Whether adapters should digest each call's stable prompt prefix: only the history uses it (cacheable
+        spend), so without a history the work is skipped."""
+        return self._settings.history
+
     # -- runs ----------------------------------------------------------------------------------------------------
 
     def start_run(
@@ -436,12 +442,10 @@ class Supervisor:
         route = call.routed
         if route is None:
             return 0
-        origin_cost = self.pricer.cost(route.origin[0] or None, route.origin[1], usage) or 0
-        if route.shadow:  # the call went to the model asked for: what the cheaper one would have cost
-            target_cost = self.pricer.cost(route.target[0] or None, route.target[1], usage) or 0
-            saved = max(0, actual.cost_usd - target_cost)
-        else:
-            saved = max(0, origin_cost - actual.cost_usd)
+        # Priced once: the model not called (in shadow mode the call went to the one asked for, not the cheaper one).
+        other = route.target if route.shadow else route.origin
+        other_cost = self.pricer.cost(other[0] or None, other[1], usage) or 0
+        saved = max(0, actual.cost_usd - other_cost if route.shadow else other_cost - actual.cost_usd)
         self.log.info(
             "would_route" if route.shadow else "model_routed",
             **run.fields,

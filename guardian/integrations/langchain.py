@@ -228,7 +228,9 @@ class GuardianCallbackHandler(BaseCallbackHandler):
         params = kwargs.get("invocation_params") or {}
         prompt_tokens = sum(count_tokens_approximately(batch) for batch in messages)
         prompt_tokens += request_schema_tokens(params) * len(messages)
-        prefix = prompt_prefix(messages[0] if messages else [], params.get("tools") or ())
+        prefix = None
+        if self.supervisor.wants_prompt_prefixes:
+            prefix = prompt_prefix(messages[0] if messages else [], params.get("tools") or ())
         self._start_call(run_id, parent_run_id, metadata, params, serialized, prompt_tokens, prefix)
         run = self._state(run_id)
         if run is not None and run.loop_rule is not None:

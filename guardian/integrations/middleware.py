@@ -246,6 +246,9 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
                 {"tools": tools, "response_format": request.response_format} if tools else {}
             )
         max_tokens = params.get("ls_max_tokens")
+        prefix = None
+        if self.supervisor.wants_prompt_prefixes:
+            prefix = prompt_prefix([request.system_message] if request.system_message is not None else [], tools)
         decision = self.supervisor.before_llm_call(
             run,
             call_id,
@@ -255,7 +258,7 @@ class GuardianMiddleware(AgentMiddleware[GuardianState, Any]):
             max_output_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
             routed=route,
             clampable=True,
-            prefix=prompt_prefix([request.system_message] if request.system_message is not None else [], tools),
+            prefix=prefix,
         )
         if decision.max_output_tokens is not None:  # clamped: what every budget can still afford
             request = request.override(
